@@ -1,0 +1,102 @@
+# ferbench: masksynth, ferbench and ferstats. See README.md.
+#   make deps   install the Debian packages everything needs (idempotent)
+#   make        build bin/masksynth bin/ferbench bin/ferstats
+#   make test   build and run every test (ends with the runner's summary)
+#   make asan   the same tests on an ASan + UBSan build
+#   make bench  speed benchmarks against the Python tools users have today
+#   make demo   a walk-through on the bundled example predictions
+
+CC      ?= gcc
+BUILD   ?= build
+BIN     ?= bin
+OPT     ?= -O2
+SAN     ?=
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
+LDFLAGS := $(SAN)
+LDLIBS  := -lgsl -lgslcblas -lsqlite3 -lm -lpthread
+
+# Debian packages, by name. python3-* are the test oracles (scikit-learn,
+# statsmodels); perl provides prove, the TAP test runner.
+DEB_PACKAGES := build-essential pkg-config libgsl-dev libsqlite3-dev sqlite3 libcmocka-dev \
+                perl python3 python3-numpy python3-scipy python3-pandas python3-sklearn python3-statsmodels
+
+COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log.c common/cli.c common/numfmt.c
+STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
+DB_SRC     := db/db.c
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+STATS_OBJ  := $(call obj,$(STATS_SRC))
+DB_OBJ     := $(call obj,$(DB_SRC)) $(BUILD)/db_schema_sql.o
+
+TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
+TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db
+
+.PHONY: all deps test asan bench demo clean check-tools
+all: $(TOOLS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/db_schema_sql.c: db/schema.sql db/embed.sh
+	@mkdir -p $(dir $@)
+	sh db/embed.sh db/schema.sql $@ db_schema_sql
+
+$(BUILD)/db_schema_sql.o: $(BUILD)/db_schema_sql.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BIN)/ferstats: $(BUILD)/stats/ferstats.o $(STATS_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BIN)/masksynth: $(BUILD)/masksynth/main.o $(DB_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BIN)/ferbench: $(BUILD)/bench/main.o $(DB_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/test_csv: $(BUILD)/tests/test_csv.o $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_stats: $(BUILD)/tests/test_stats.o $(STATS_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_db: $(BUILD)/tests/test_db.o $(DB_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "deps: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: missing$$missing; run as root:"; \
+	  echo "  apt-get update && apt-get install -y --no-install-recommends$$missing"; exit 1; fi
+
+# The suite: cmocka unit tests (TAP output), CLI tests and the oracle, run by prove.
+test: deps
+	$(MAKE) --no-print-directory all-tests
+	FERBENCH_BIN=$(BIN) TEST_BUILD=$(BUILD)/tests sh tests/run.sh
+
+all-tests: $(TOOLS) $(TESTS)
+
+asan: deps
+	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" all-tests
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  FERBENCH_BIN=build/asan/bin TEST_BUILD=build/asan/tests sh tests/run.sh
+
+bench: deps all
+	sh bench/perf/run.sh
+
+demo: deps all
+	sh stats/examples/demo.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
