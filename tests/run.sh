@@ -1,0 +1,16 @@
+#!/bin/sh
+# Runs the whole suite under prove, the TAP harness: the cmocka unit tests
+# (TAP output), the CLI and malformed-input tests, and the scikit-learn /
+# statsmodels oracle. prove's last line is the summary ("Result: PASS|FAIL").
+#   FERBENCH_BIN  folder of the tools under test (bin, or build/asan/bin)
+#   TEST_BUILD    folder of the compiled unit tests
+set -u
+: "${FERBENCH_BIN:=bin}"
+: "${TEST_BUILD:=build/tests}"
+export FERBENCH_BIN CMOCKA_MESSAGE_OUTPUT=TAP
+exec prove --timer \
+    "$TEST_BUILD/test_csv" \
+    "$TEST_BUILD/test_stats" \
+    "$TEST_BUILD/test_db" \
+    tests/test_cli.sh \
+    tests/test_oracle.py
