@@ -29,56 +29,48 @@ void strmap_init(strmap *m, size_t expected)
     while (cap < expected * 2) cap *= 2;
     m->cap = cap;
     m->count = 0;
-    m->keys = xcalloc(cap, sizeof *m->keys);
-    m->lens = xcalloc(cap, sizeof *m->lens);
-    m->vals = xcalloc(cap, sizeof *m->vals);
+    m->slot = xcalloc(cap, sizeof *m->slot);
 }
 
 void strmap_free(strmap *m)
 {
-    free(m->keys);
-    free(m->lens);
-    free(m->vals);
+    free(m->slot);
     memset(m, 0, sizeof *m);
 }
 
-static size_t find_slot(const strmap *m, const char *key, size_t len)
+static size_t find_slot(const strmap *m, const char *key, size_t len, uint32_t h)
 {
-    size_t mask = m->cap - 1;
-    size_t i = (size_t)hash_bytes(key, len, 0) & mask;
-    while (m->keys[i] && !(m->lens[i] == len && memcmp(m->keys[i], key, len) == 0)) i = (i + 1) & mask;
-    return i;
+    size_t mask = m->cap - 1, i = h & mask;
+    for (;; i = (i + 1) & mask) {
+        const strmap_slot *s = &m->slot[i];
+        if (!s->key || (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)) return i;
+    }
 }
 
 static void grow(strmap *m)
 {
     strmap old = *m;
     strmap_init(m, old.cap);  /* doubles the capacity */
-    for (size_t i = 0; i < old.cap; i++) {
-        if (!old.keys[i]) continue;
-        size_t j = find_slot(m, old.keys[i], old.lens[i]);
-        m->keys[j] = old.keys[i];
-        m->lens[j] = old.lens[i];
-        m->vals[j] = old.vals[i];
-        m->count++;
-    }
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.slot[i].key) m->slot[find_slot(m, old.slot[i].key, old.slot[i].len, old.slot[i].hash)] = old.slot[i];
+    m->count = old.count;
     strmap_free(&old);
 }
 
 long strmap_put(strmap *m, const char *key, size_t len, long val)
 {
     if ((m->count + 1) * 2 > m->cap) grow(m);
-    size_t i = find_slot(m, key, len);
-    if (m->keys[i]) return m->vals[i];
-    m->keys[i] = key;
-    m->lens[i] = (uint32_t)len;
-    m->vals[i] = val;
+    uint32_t h = (uint32_t)hash_bytes(key, len, 0);
+    strmap_slot *s = &m->slot[find_slot(m, key, len, h)];
+    if (s->key) return s->val;
+    *s = (strmap_slot){key, (uint32_t)len, h, val};
     m->count++;
     return -1;
 }
 
 long strmap_get(const strmap *m, const char *key, size_t len)
 {
-    size_t i = find_slot(m, key, len);
-    return m->keys[i] ? m->vals[i] : -1;
+    uint32_t h = (uint32_t)hash_bytes(key, len, 0);
+    const strmap_slot *s = &m->slot[find_slot(m, key, len, h)];
+    return s->key ? s->val : -1;
 }

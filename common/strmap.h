@@ -1,5 +1,5 @@
-/* strmap.h: string -> index map (open addressing). Keys are borrowed: the
- * caller keeps them alive for the map's lifetime. */
+/* strmap.h: string -> index map (open addressing, linear probing). Keys are
+ * borrowed: the caller keeps them alive for the map's lifetime. */
 #ifndef FB_STRMAP_H
 #define FB_STRMAP_H
 
@@ -7,9 +7,14 @@
 #include <stdint.h>
 
 typedef struct {
-    const char **keys;
-    uint32_t *lens;
-    long *vals;
+    const char *key;   /* NULL: empty slot */
+    uint32_t len;
+    uint32_t hash;     /* compared first, so probes rarely touch the key */
+    long val;
+} strmap_slot;
+
+typedef struct {
+    strmap_slot *slot;
     size_t cap, count;
 } strmap;
 

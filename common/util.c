@@ -83,7 +83,7 @@ int atomic_open(atomic_file *af, const char *path, char *err, size_t errlen)
     snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp_path, "wb");
     if (!af->f) {
-        snprintf(err, errlen, "%s: cannot write: %s", af->tmp_path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         free(af->path);
         free(af->tmp_path);
         return -1;
@@ -117,6 +117,14 @@ int utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
+        /* ASCII fast path, eight bytes at a time. */
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            if (w & 0x8080808080808080ULL) break;
+            p += 8;
+        }
+        if (p == end) break;
         unsigned c = *p;
         if (c < 0x80) { p++; continue; }
         int extra;

@@ -126,11 +126,27 @@ static double zero_division_of(const cli_args *a)
     return z;
 }
 
+/* Prints s right-aligned in width columns, cut at a character boundary:
+ * printf's %9.9s counts bytes and can split a UTF-8 character. */
+static void print_cell(const char *s, int width)
+{
+    int chars = 0;
+    size_t cut = 0;
+    for (size_t i = 0; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xC0) == 0x80) continue;  /* continuation byte */
+        if (chars == width) break;
+        chars++;
+        cut = i + 1;
+        while (((unsigned char)s[cut] & 0xC0) == 0x80) cut++;
+    }
+    printf(" %*s%.*s", width - chars, "", (int)cut, s);
+}
+
 static void print_confusion_table(const preds *p, const long *cm, const double *share)
 {
     int w = label_width(p);
     printf("%-*s", w + 2, "true \\ pred");
-    for (int j = 0; j < p->nlabels; j++) printf(" %9.9s", p->labels[j]);
+    for (int j = 0; j < p->nlabels; j++) print_cell(p->labels[j], 9);
     printf("\n");
     for (int i = 0; i < p->nlabels; i++) {
         printf("%-*s", w + 2, p->labels[i]);
@@ -267,6 +283,9 @@ static int cmd_confusion(const cli_args *a)
         char err[ERRLEN];
         if (confusion_svg(svg, &p, cm, err, sizeof err)) {
             log_error("%s", err);
+            free(share);
+            free(cm);
+            preds_free(&p);
             return EXIT_BAD_INPUT;
         }
     }
@@ -538,16 +557,20 @@ static int cmd_check(const cli_args *a)
     if (bound < 0 || cli_get_double(a, "min-accuracy", 0, 0, 1, &min_acc) ||
         cli_get_double(a, "max-drop", 0, 0, 1, &max_drop) || cli_get_double(a, "significance", 0, 0, 1, &significance))
         return EXIT_BAD_INPUT;
+    if (!base && (cli_get(a, "max-drop") || cli_get(a, "significance"))) {
+        log_error("check: --max-drop and --significance need --baseline B.csv");
+        return EXIT_BAD_INPUT;
+    }
+    if (!has_min && cli_get(a, "bound")) {
+        log_error("check: --bound needs --min-accuracy X");
+        return EXIT_BAD_INPUT;
+    }
     if (!has_min && !base) {
         log_error("check: give --min-accuracy X, or --baseline B.csv --max-drop D (see ferstats check --help)");
         return EXIT_BAD_INPUT;
     }
     if (base && !cli_get(a, "max-drop")) {
         log_error("check: --baseline needs --max-drop D (the largest accuracy drop you accept, e.g. 0.01)");
-        return EXIT_BAD_INPUT;
-    }
-    if (!base && (cli_get(a, "max-drop") || cli_get(a, "significance"))) {
-        log_error("check: --max-drop and --significance need --baseline B.csv");
         return EXIT_BAD_INPUT;
     }
     enum mcnemar_method method;
@@ -583,7 +606,8 @@ static int cmd_check(const cli_args *a)
         paired_counts(&f[0], &f[1], order[1], cnt);
         mcnemar_result r;
         mcnemar(cnt[0], cnt[1], cnt[2], cnt[3], cc, alpha, &r);
-        double acc_b = (double)(cnt[0] + cnt[2]) / (double)f[0].n, drop = acc_b - acc;
+        /* From the integer difference, so a drop of exactly D compares equal to D. */
+        double acc_b = (double)(cnt[0] + cnt[2]) / (double)f[0].n, drop = (double)(cnt[2] - cnt[1]) / (double)f[0].n;
         if (drop > max_drop) {
             printf("FAIL %s: accuracy %.4f is %.4f below the baseline %s (%.4f); the allowed drop is %.4f (exceeded by %.4f)\n",
                    f[0].path, acc, drop, f[1].path, acc_b, max_drop, drop - max_drop);

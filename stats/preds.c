@@ -22,9 +22,14 @@ static int parse_label_list(const char *list, char ***out, int *count, char *why
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         if (len == 0) {
-            snprintf(why, whylen, "empty label name in the label list '%s'", list);
+            snprintf(why, whylen, "empty label name in the label list '%.200s'", list);
             goto fail;
         }
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
+                snprintf(why, whylen, "label %d contains a control character", n + 1);
+                goto fail;
+            }
         if (n == PREDS_MAX_LABELS) {
             snprintf(why, whylen, "more than %d labels", PREDS_MAX_LABELS);
             goto fail;
@@ -43,7 +48,7 @@ static int parse_label_list(const char *list, char ***out, int *count, char *why
         p = comma + 1;
     }
     if (n < 2) {
-        snprintf(why, whylen, "a label map needs at least 2 labels, got '%s'", list);
+        snprintf(why, whylen, "a label map needs at least 2 labels, got '%.200s'", list);
         goto fail;
     }
     *out = names;
@@ -89,7 +94,7 @@ static int parse_header_comment(preds *p, const char *comment, char *why, size_t
     for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
         if (!seen_version) {
             if (strcmp(tok, "v1") != 0) {
-                snprintf(why, whylen, "unsupported predictions format version '%s' (this build reads v1)", tok);
+                snprintf(why, whylen, "unsupported predictions format version '%.200s' (this build reads v1)", tok);
                 rc = -1;
                 break;
             }
@@ -98,7 +103,7 @@ static int parse_header_comment(preds *p, const char *comment, char *why, size_t
         }
         char *eq = strchr(tok, '=');
         if (!eq) {
-            snprintf(why, whylen, "header field '%s' is not key=value", tok);
+            snprintf(why, whylen, "header field '%.200s' is not key=value", tok);
             rc = -1;
             break;
         }
@@ -107,7 +112,7 @@ static int parse_header_comment(preds *p, const char *comment, char *why, size_t
                     : !strcmp(tok, "model") ? &p->model : !strcmp(tok, "labels") ? &labels : NULL;
         if (!slot) continue;  /* unknown keys are allowed: later versions of v1 writers add some */
         if (*slot) {
-            snprintf(why, whylen, "header field '%s' given twice", tok);
+            snprintf(why, whylen, "header field '%.200s' given twice", tok);
             rc = -1;
             break;
         }
@@ -190,7 +195,7 @@ int preds_load(preds *p, const char *path, const char *labels_opt, char *err, si
         snprintf(err, errlen, "%s", r.err);
         goto fail;
     }
-    if (r.len == 0 || (r.len == 3 && r.pos == 3)) {
+    if (r.len == 0 || (r.len == 3 && !memcmp(r.buf, "\xEF\xBB\xBF", 3))) {
         snprintf(err, errlen, "%s:1: file is empty", path);
         goto fail;
     }
@@ -247,24 +252,24 @@ int preds_load(preds *p, const char *path, const char *labels_opt, char *err, si
         if (!slot && !strncmp(name, "prob_", 5)) {
             int k = find_label(p->labels, p->nlabels, name + 5);
             if (k < 0) {
-                snprintf(err, errlen, "%s:%ld: column '%s' names no label of the label map", path, r.line, name);
+                snprintf(err, errlen, "%s:%ld: column '%.200s' names no label of the label map", path, r.line, name);
                 goto fail;
             }
             slot = &prob_col[k];
             nprob++;
         }
         if (!slot) {
-            snprintf(err, errlen, "%s:%ld: unknown column '%s' (expected image,label,pred[,prob_<label>...])", path, r.line, name);
+            snprintf(err, errlen, "%s:%ld: unknown column '%.200s' (expected image,label,pred[,prob_<label>...])", path, r.line, name);
             goto fail;
         }
         if (*slot >= 0) {
-            snprintf(err, errlen, "%s:%ld: column '%s' appears twice", path, r.line, name);
+            snprintf(err, errlen, "%s:%ld: column '%.200s' appears twice", path, r.line, name);
             goto fail;
         }
         *slot = c;
     }
     if (col_image < 0 || col_label < 0 || col_pred < 0) {
-        snprintf(err, errlen, "%s:%ld: missing column '%s' (expected image,label,pred[,prob_<label>...])", path, r.line,
+        snprintf(err, errlen, "%s:%ld: missing column '%.200s' (expected image,label,pred[,prob_<label>...])", path, r.line,
                  col_image < 0 ? "image" : col_label < 0 ? "label" : "pred");
         goto fail;
     }
@@ -275,7 +280,10 @@ int preds_load(preds *p, const char *path, const char *labels_opt, char *err, si
     }
     p->has_probs = nprob > 0;
 
-    strmap_init(&seen, 1024);
+    /* Rows <= remaining line ends: size the map once instead of rehashing. */
+    size_t lines = 1;
+    for (const char *q = r.buf + r.pos; (q = memchr(q, '\n', r.len - (size_t)(q - r.buf))); q++) lines++;
+    strmap_init(&seen, lines);
     while ((rc = csv_next(&r)) == 1) {
         if (r.nfields != ncol) {
             snprintf(err, errlen, "%s:%ld: row has %d fields, the header has %d", path, r.line, r.nfields, ncol);
@@ -295,7 +303,7 @@ int preds_load(preds *p, const char *path, const char *labels_opt, char *err, si
         }
         long first = strmap_put(&seen, img, r.field_len[col_image], p->n);
         if (first >= 0) {
-            snprintf(err, errlen, "%s:%ld: duplicate image '%s' (first on line %ld)", path, r.line, img, p->line[first]);
+            snprintf(err, errlen, "%s:%ld: duplicate image '%.200s' (first on line %ld)", path, r.line, img, p->line[first]);
             goto fail;
         }
         int y = find_label(p->labels, p->nlabels, r.field[col_label]);
@@ -350,7 +358,7 @@ int preds_load(preds *p, const char *path, const char *labels_opt, char *err, si
     return 0;
 fail:
     csv_close(&r);
-    if (seen.keys) strmap_free(&seen);
+    if (seen.slot) strmap_free(&seen);
     free(prob_col);
     preds_free(p);
     return -1;
