@@ -14,9 +14,6 @@
 # Under an ASan/UBSan build (FERBENCH_BIN=build/asan/bin) a sanitizer report or
 # a crash fails the case: every case also checks the exit status and that
 # stderr holds no "AddressSanitizer", "LeakSanitizer" or "runtime error".
-#
-# Tests marked "# TODO" document known ferstats defects: they are reported but
-# do not fail the run. Drop the marker once the defect is fixed.
 
 BIN=${FERBENCH_BIN:-bin}
 FS=$BIN/ferstats
@@ -749,7 +746,7 @@ else
     skip "--json parses" "$PY not found"
 fi
 
-# ---- more known defects ----------------------------------------------------------
+# ---- regressions: defects found and fixed (long names, tiny files, UTF-8 cells) ----
 
 awk 'BEGIN { s = "x"; while (length(s) < 3000) s = s s; s = substr(s, 1, 3000)
              print "# ferbench-predictions v1 labels=a,b"; print "image,label,pred"
