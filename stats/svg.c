@@ -28,25 +28,28 @@ int confusion_svg(const char *path, const preds *p, const long *cm, char *err, s
     int k = p->nlabels, cell = 64, longest = 0;
     for (int i = 0; i < k; i++)
         if ((int)strlen(p->labels[i]) > longest) longest = (int)strlen(p->labels[i]);
-    int left = 40 + 8 * longest, top = 70, bottom = 40 + 8 * longest;
+    int left = 40 + 8 * longest, top = 84, bottom = 36 + 6 * longest;
     int width = left + k * cell + 30, height = top + k * cell + bottom;
+    if (width < 480) width = 480;
+    long correct = 0;
+    for (int i = 0; i < k; i++) correct += cm[i * k + i];
     atomic_file af;
     if (atomic_open(&af, path, err, errlen)) return -1;
     FILE *f = af.f;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                "font-family=\"Helvetica, Arial, sans-serif\">\n", width, height, width, height);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-    fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\" font-weight=\"bold\">", left);
+    /* Title: the model; subtitle: dataset, split, size and accuracy. */
+    fprintf(f, "<text x=\"16\" y=\"24\" font-size=\"15\" font-weight=\"bold\">");
     xml_text(f, p->model ? p->model : p->path);
+    fprintf(f, "</text>\n<text x=\"16\" y=\"42\" font-size=\"12\" fill=\"#444444\">");
     if (p->dataset || p->split) {
-        fputs(" \xe2\x80\x94 ", f);
         xml_text(f, p->dataset ? p->dataset : "");
         fputs(" ", f);
         xml_text(f, p->split ? p->split : "");
+        fputs(", ", f);
     }
-    long correct = 0;
-    for (int i = 0; i < k; i++) correct += cm[i * k + i];
-    fprintf(f, " (n = %ld, accuracy %.2f%%)</text>\n", p->n, 100.0 * (double)correct / (double)p->n);
+    fprintf(f, "n = %ld, accuracy %.2f%%</text>\n", p->n, 100.0 * (double)correct / (double)p->n);
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">predicted</text>\n",
             left + k * cell / 2, top - 12);
     fprintf(f, "<text x=\"14\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">true</text>\n",
