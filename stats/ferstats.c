@@ -342,6 +342,12 @@ static int mcnemar_options(const cli_args *a, enum mcnemar_method *method, enum 
     return 0;
 }
 
+/* The statistic each method reports: min(b, c) for the binomial ones (as statsmodels). */
+static double mcnemar_statistic(const mcnemar_result *r, enum mcnemar_method m)
+{
+    return m == MC_CHI2 ? r->stat_chi2 : m == MC_CHI2_CC ? r->stat_chi2_cc : (double)(r->b < r->c ? r->b : r->c);
+}
+
 static int cmd_mcnemar(const cli_args *a)
 {
     enum output out = output_of(a);
@@ -369,9 +375,7 @@ static int cmd_mcnemar(const cli_args *a)
         printf(", \"alpha\": %s, \"difference_ci\": [%s, %s], \"difference_ci_method\": \"newcombe-wilson\"", N0(alpha),
                N1(r.diff_lo), N2(r.diff_hi));
         printf(", \"method\": \"%s\", \"cc_convention\": \"%s\"", mcnemar_method_name[method], cc_name);
-        printf(", \"statistic\": %s, \"p\": %s",
-               N0(method == MC_CHI2 ? r.stat_chi2 : method == MC_CHI2_CC ? r.stat_chi2_cc : (double)(r.b < r.c ? r.b : r.c)),
-               N1(r.p[method]));
+        printf(", \"statistic\": %s, \"p\": %s", N0(mcnemar_statistic(&r, method)), N1(r.p[method]));
         printf(", \"p_values\": {\"midp\": %s, \"exact\": %s, \"chi2\": %s, \"chi2-cc\": %s}", N0(r.p[MC_MIDP]),
                N1(r.p[MC_EXACT]), N2(r.p[MC_CHI2]), N3(r.p[MC_CHI2_CC]));
         printf(", \"statistics\": {\"chi2\": %s, \"chi2-cc\": %s}", N0(r.stat_chi2), N1(r.stat_chi2_cc));
@@ -395,8 +399,8 @@ static int cmd_mcnemar(const cli_args *a)
         if (r.n == 0) printf("no discordant pairs: the models agree on every image's correctness; p = 1\n\n");
         printf("%-10s %12s %12s\n", "method", "statistic", "p");
         for (int m = 0; m < MC_NMETHODS; m++) {
-            double st = m == MC_CHI2 ? r.stat_chi2 : m == MC_CHI2_CC ? r.stat_chi2_cc : (double)(r.b < r.c ? r.b : r.c);
-            printf("%-10s %12.6g %12.6g%s\n", mcnemar_method_name[m], st, r.p[m], m == (int)method ? "   <- chosen" : "");
+            printf("%-10s %12.6g %12.6g%s\n", mcnemar_method_name[m], mcnemar_statistic(&r, (enum mcnemar_method)m),
+                   r.p[m], m == (int)method ? "   <- chosen" : "");
         }
         printf("\nchi2-cc convention: %s%s\n", cc_name,
                cc == CC_R ? " (no correction when b = c; --cc-convention statsmodels subtracts 1 anyway)" : "");
