@@ -13,24 +13,30 @@ OPT     ?= -O2
 SAN     ?=
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
 LDFLAGS := $(SAN)
-LDLIBS  := -lgsl -lgslcblas -lsqlite3 -lm -lpthread
+LDLIBS  := -lpng16 -ljpeg -lz -lgsl -lgslcblas -lsqlite3 -lm -lpthread
 
 # Debian packages, by name. python3-* are the test oracles (scikit-learn,
 # statsmodels); perl provides prove, the TAP test runner.
 DEB_PACKAGES := build-essential pkg-config libgsl-dev libsqlite3-dev sqlite3 libcmocka-dev \
+                libpng-dev libjpeg62-turbo-dev zlib1g-dev \
                 perl python3 python3-numpy python3-scipy python3-pandas python3-sklearn python3-statsmodels
 
-COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log.c common/cli.c common/numfmt.c
+COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log.c common/cli.c common/numfmt.c \
+              common/sha256.c common/image.c
 STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
 DB_SRC     := db/db.c
+MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
+              masksynth/checks.c masksynth/face.c masksynth/fixture.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 STATS_OBJ  := $(call obj,$(STATS_SRC))
 DB_OBJ     := $(call obj,$(DB_SRC)) $(BUILD)/db_schema_sql.o
+MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o
 
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
-TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db
+TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
+         $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth
 
 .PHONY: all deps test asan bench demo clean check-tools
 all: $(TOOLS)
@@ -46,11 +52,23 @@ $(BUILD)/db_schema_sql.c: db/schema.sql db/embed.sh
 $(BUILD)/db_schema_sql.o: $(BUILD)/db_schema_sql.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The protocol files are compiled in, so the tools run from any folder.
+PROTOCOLS := manifests/rafdb.protocol.csv manifests/ferplus-label_csv.protocol.csv manifests/ferplus-fer2013new.protocol.csv
+$(BUILD)/protocols.c: $(PROTOCOLS) db/embed.sh
+	@mkdir -p $(dir $@)
+	sh db/embed.sh manifests/rafdb.protocol.csv $@.rafdb protocol_rafdb
+	sh db/embed.sh manifests/ferplus-label_csv.protocol.csv $@.label protocol_ferplus_label_csv
+	sh db/embed.sh manifests/ferplus-fer2013new.protocol.csv $@.new protocol_ferplus_fer2013new
+	cat $@.rafdb $@.label $@.new > $@ && rm -f $@.rafdb $@.label $@.new
+
+$(BUILD)/protocols.o: $(BUILD)/protocols.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
 $(BIN)/ferstats: $(BUILD)/stats/ferstats.o $(STATS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BIN)/masksynth: $(BUILD)/masksynth/main.o $(DB_OBJ) $(COMMON_OBJ)
+$(BIN)/masksynth: $(BUILD)/masksynth/main.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -65,6 +83,15 @@ $(BUILD)/tests/test_stats: $(BUILD)/tests/test_stats.o $(STATS_OBJ) $(COMMON_OBJ
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/test_db: $(BUILD)/tests/test_db.o $(DB_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_fixture: $(BUILD)/tests/test_fixture.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_masksynth: $(BUILD)/tests/test_masksynth.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
 deps:

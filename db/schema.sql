@@ -12,6 +12,7 @@ CREATE TABLE datasets (
     kind        TEXT NOT NULL CHECK (kind IN ('rafdb', 'ferplus', 'csv')),
     root        TEXT NOT NULL,
     vote_source TEXT CHECK (vote_source IN ('fer2013new', 'label_csv')),
+    settings    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(settings)),  -- init options and the protocol report
     CHECK (vote_source IS NULL OR kind = 'ferplus')
 );
 
@@ -19,7 +20,7 @@ CREATE TABLE datasets (
 CREATE TABLE identity_groups (
     id         INTEGER PRIMARY KEY,
     dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
-    source     TEXT NOT NULL CHECK (source IN ('csv', 'phash')),
+    source     TEXT NOT NULL CHECK (source IN ('csv', 'phash', 'manifest')),
     name       TEXT,                           -- external identity name for 'csv' groups
     UNIQUE (dataset_id, name)
 );
@@ -41,6 +42,8 @@ CREATE TABLE images (
     benchmark_split   TEXT CHECK (benchmark_split IN ('train', 'val', 'test')),
     identity_group_id INTEGER REFERENCES identity_groups(id) ON DELETE SET NULL,
     status            TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'missing', 'bad_image')),
+    message           TEXT,                    -- why the status is not 'ok'
+    phash             TEXT,                    -- 16 hex digits: perceptual hash of the grey face
     UNIQUE (dataset_id, name)
 );
 CREATE INDEX images_split ON images(dataset_id, benchmark_split, label);
@@ -55,7 +58,7 @@ CREATE TABLE dropped_images (
     name        TEXT NOT NULL,
     reason      TEXT NOT NULL,
     source_file TEXT NOT NULL,
-    line        INTEGER CHECK (line >= 1)
+    line        INTEGER CHECK (line >= 1)     -- NULL for extra files that no label file lists
 );
 CREATE INDEX dropped_images_dataset ON dropped_images(dataset_id);
 

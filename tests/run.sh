@@ -12,5 +12,9 @@ exec prove --timer \
     "$TEST_BUILD/test_csv" \
     "$TEST_BUILD/test_stats" \
     "$TEST_BUILD/test_db" \
+    "$TEST_BUILD/test_image" \
+    "$TEST_BUILD/test_fixture" \
+    "$TEST_BUILD/test_masksynth" \
+    tests/test_masksynth_cli.sh \
     tests/test_cli.sh \
     tests/test_oracle.py

@@ -1,0 +1,243 @@
+#include "checks.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/csv.h"
+#include "../common/sha256.h"
+#include "../common/strmap.h"
+#include "../common/util.h"
+
+extern const char protocol_rafdb[], protocol_ferplus_label_csv[], protocol_ferplus_fer2013new[];
+
+const char *protocol_builtin(const char *kind, const char *vote_source, const char **name)
+{
+    if (!strcmp(kind, "rafdb")) return *name = "manifests/rafdb.protocol.csv", protocol_rafdb;
+    if (!strcmp(kind, "ferplus") && vote_source && !strcmp(vote_source, "label_csv"))
+        return *name = "manifests/ferplus-label_csv.protocol.csv", protocol_ferplus_label_csv;
+    if (!strcmp(kind, "ferplus")) return *name = "manifests/ferplus-fer2013new.protocol.csv", protocol_ferplus_fer2013new;
+    return NULL;
+}
+
+static int split_index(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, split_name[i])) return i;
+    return -1;
+}
+
+long protocol_check(const dataset *d, const char *name, const char *text, FILE *out, char **json, char *err,
+                    size_t errlen)
+{
+    long expected[3][NCLASSES], found[3][NCLASSES];
+    int declared[3] = {0};
+    memset(expected, 0, sizeof expected);
+    memset(found, 0, sizeof found);
+    csv_reader r = {0};
+    csv_open_buffer(&r, name, text, strlen(text));
+    int got = csv_next(&r);
+    if (got != 1 || r.nfields != 3 || strcmp(r.field[0], "split") || strcmp(r.field[1], "label") ||
+        strcmp(r.field[2], "count")) {
+        snprintf(err, errlen, "%s:1: expected the header split,label,count", name);
+        csv_close(&r);
+        return -1;
+    }
+    while ((got = csv_next(&r)) == 1) {
+        int s = r.nfields == 3 ? split_index(r.field[0]) : -1, c = r.nfields == 3 ? class_index(r.field[1]) : -1;
+        char *end;
+        long n = r.nfields == 3 ? strtol(r.field[2], &end, 10) : -1;
+        if (s < 0 || c < 0 || n < 0 || *end) {
+            snprintf(err, errlen, "%s:%ld: expected <train|val|test>,<label>,<count>", name, r.line);
+            csv_close(&r);
+            return -1;
+        }
+        expected[s][c] = n;
+        declared[s] = 1;
+    }
+    csv_close(&r);
+    if (got < 0) {
+        snprintf(err, errlen, "%s", r.err);
+        return -1;
+    }
+    long missing = 0, unreadable = 0, problems = 0;
+    for (long i = 0; i < d->n; i++) {
+        found[d->rec[i].official][d->rec[i].label]++;
+        missing += d->rec[i].status == ST_MISSING;
+        unreadable += d->rec[i].status == ST_BAD_IMAGE;
+    }
+    size_t cap = 4096, used = 0;
+    char *js = xmalloc(cap);
+    used += (size_t)snprintf(js + used, cap - used, "{\"file\": \"%s\", \"mismatches\": [", name);
+    fprintf(out, "protocol %s:\n", name);
+    for (int s = 0; s < 3; s++) {
+        if (!declared[s]) continue;
+        for (int c = 0; c < NCLASSES; c++) {
+            if (found[s][c] == expected[s][c]) continue;
+            fprintf(out, "  %s %-9s expected %6ld, the label files list %6ld (%+ld)\n", split_name[s], class_name[c],
+                    expected[s][c], found[s][c], found[s][c] - expected[s][c]);
+            if (cap - used < 200) js = xrealloc(js, cap *= 2);
+            used += (size_t)snprintf(js + used, cap - used, "%s{\"split\": \"%s\", \"label\": \"%s\", \"expected\": %ld, \"found\": %ld}",
+                                     problems ? ", " : "", split_name[s], class_name[c], expected[s][c], found[s][c]);
+            problems++;
+        }
+    }
+    if (cap - used < 200) js = xrealloc(js, cap *= 2);
+    snprintf(js + used, cap - used, "], \"missing\": %ld, \"unreadable\": %ld, \"extra\": %ld}", missing, unreadable,
+             d->nextra);
+    *json = js;
+    long shown = 0;
+    for (long i = 0; i < d->n && shown < 10; i++)
+        if (d->rec[i].status != ST_OK) {
+            fprintf(out, "  %s %s: %s\n", d->rec[i].name, status_name[d->rec[i].status], d->rec[i].message);
+            shown++;
+        }
+    for (long i = 0; i < d->nextra && i < 10; i++) fprintf(out, "  extra file %s\n", d->extra[i]);
+    fprintf(out, "  %ld count mismatch%s, %ld missing, %ld unreadable, %ld extra file%s\n", problems,
+            problems == 1 ? "" : "es", missing, unreadable, d->nextra, d->nextra == 1 ? "" : "s");
+    return problems + missing + unreadable + d->nextra;
+}
+
+/* ---- manifests ----------------------------------------------------------- */
+
+/* Finds "key=value" in the header line. */
+static int header_field(const char *line, const char *key, char *out, size_t len)
+{
+    size_t kl = strlen(key);
+    for (const char *p = line; (p = strstr(p, key)); p += kl) {
+        if ((p == line || p[-1] == ' ') && p[kl] == '=') {
+            const char *v = p + kl + 1, *e = strchr(v, ' ');
+            size_t n = e ? (size_t)(e - v) : strlen(v);
+            if (n >= len) return -1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int manifest_read_header(const char *path, manifest_header *h, char *err, size_t errlen)
+{
+    size_t len;
+    char *buf = read_file(path, &len, (size_t)1 << 30, err, errlen);
+    if (!buf) return -1;
+    memset(h, 0, sizeof *h);
+    int rc = -1;
+    /* The checksum line covers every byte before it. */
+    char *last = len > 1 ? buf + len - 2 : buf;
+    while (last > buf && last[-1] != '\n') last--;
+    char hex[65];
+    sha256_hex(buf, (size_t)(last - buf), hex);
+    if (strncmp(last, "# sha256=", 9) || strncmp(last + 9, hex, 64)) {
+        snprintf(err, errlen, "%s: the checksum line is missing or does not match the contents (edited or truncated?)",
+                 path);
+        goto out;
+    }
+    char *nl = strchr(buf, '\n');
+    if (strncmp(buf, "# masksynth-manifest v1 ", 24) || !nl) {
+        snprintf(err, errlen, "%s:1: not a masksynth manifest v1", path);
+        goto out;
+    }
+    *nl = '\0';
+    char seed[32], bseed[32], bsize[16], vf[32];
+    if (header_field(buf, "dataset", h->dataset, sizeof h->dataset) || header_field(buf, "kind", h->kind, sizeof h->kind) ||
+        header_field(buf, "val", h->val, sizeof h->val) || header_field(buf, "assign", h->assign, sizeof h->assign) ||
+        header_field(buf, "seed", seed, sizeof seed) || header_field(buf, "bank_seed", bseed, sizeof bseed) ||
+        header_field(buf, "bank_size", bsize, sizeof bsize) || header_field(buf, "val_fraction", vf, sizeof vf)) {
+        snprintf(err, errlen, "%s:1: header misses one of dataset, kind, seed, val, val_fraction, assign, bank_seed, bank_size", path);
+        goto out;
+    }
+    h->seed = strtoull(seed, NULL, 10);
+    h->bank_seed = strtoull(bseed, NULL, 10);
+    h->bank_size = atoi(bsize);
+    h->val_fraction = atof(vf);
+    if (h->bank_size < 4 || h->bank_size > 4096) {
+        snprintf(err, errlen, "%s:1: bank_size %s is out of range", path, bsize);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(buf);
+    return rc;
+}
+
+long manifest_apply(dataset *d, groups *g, const pattern *bank, int nbank, const char *path, FILE *out, char *err,
+                    size_t errlen)
+{
+    csv_reader r = {0};
+    long diffs = 0;
+    if (csv_open(&r, path) || csv_next(&r) != 1) {
+        snprintf(err, errlen, "%s", r.err[0] ? r.err : "empty manifest");
+        csv_close(&r);
+        return -1;
+    }
+    strmap where, gmap, pmap;
+    strmap_init(&where, (size_t)d->n);
+    strmap_init(&gmap, 1024);
+    strmap_init(&pmap, (size_t)nbank);
+    for (long i = 0; i < d->n; i++) strmap_put(&where, d->rec[i].name, strlen(d->rec[i].name), i);
+    for (int i = 0; i < nbank; i++) strmap_put(&pmap, bank[i].stable_id, strlen(bank[i].stable_id), i);
+    char *seen = xcalloc((size_t)d->n + 1, 1);
+    memset(g, 0, sizeof *g);
+    g->name = xmalloc(sizeof *g->name * (size_t)(d->n + 1));
+    g->source = xmalloc(sizeof *g->source * (size_t)(d->n + 1));
+    int got;
+    while ((got = csv_next(&r)) == 1) {
+        if (r.nfields == 1 && !strncmp(r.field[0], "# sha256=", 9)) break;  /* the checksum line ends it */
+        if (r.nfields != 5) {
+            got = csv_fail(&r, "expected image,label,split,group,pattern");
+            break;
+        }
+        long i = strmap_get(&where, r.field[0], r.field_len[0]);
+        if (i < 0) {
+            if (diffs++ < 10) fprintf(out, "  %s: in the manifest, not in this copy\n", r.field[0]);
+            continue;
+        }
+        record *x = &d->rec[i];
+        seen[i] = 1;
+        if (x->status != ST_OK && diffs++ < 10)
+            fprintf(out, "  %s: in the manifest, %s in this copy\n", x->name, status_name[x->status]);
+        if (class_index(r.field[1]) != x->label) {
+            if (diffs++ < 10)
+                fprintf(out, "  %s: label %s here, %s in the manifest\n", x->name, class_name[x->label], r.field[1]);
+        }
+        x->split = SPLIT_NONE;
+        for (int s = 0; s < 3; s++)
+            if (!strcmp(r.field[2], split_name[s])) x->split = s;
+        if (x->status != ST_OK) x->split = SPLIT_NONE;
+        x->group = -1;
+        if (*r.field[3]) {
+            long gi = strmap_get(&gmap, r.field[3], r.field_len[3]);
+            if (gi < 0) {
+                gi = g->n;
+                g->name[g->n] = xstrdup(r.field[3]);
+                g->source[g->n++] = "manifest";
+                strmap_put(&gmap, g->name[gi], strlen(g->name[gi]), gi);
+            }
+            x->group = gi;
+        }
+        x->pattern = -1;
+        if (*r.field[4] && x->split != SPLIT_NONE) {
+            long pi = strmap_get(&pmap, r.field[4], r.field_len[4]);
+            if (pi < 0) {
+                got = csv_fail(&r, "pattern '%.80s' is not in the bank the header describes", r.field[4]);
+                break;
+            }
+            x->pattern = (int)pi;
+        }
+    }
+    if (got < 0) snprintf(err, errlen, "%s", r.err);
+    for (long i = 0; got >= 0 && i < d->n; i++)
+        if (!seen[i]) {
+            d->rec[i].split = SPLIT_NONE;
+            d->rec[i].pattern = -1;
+            if (diffs++ < 10) fprintf(out, "  %s: in this copy, not in the manifest (left out of every split)\n", d->rec[i].name);
+        }
+    free(seen);
+    strmap_free(&where);
+    strmap_free(&gmap);
+    strmap_free(&pmap);
+    csv_close(&r);
+    if (got >= 0) fprintf(out, "manifest %s: %ld image%s differ\n", path, diffs, diffs == 1 ? "" : "s");
+    return got < 0 ? -1 : diffs;
+}
