@@ -17,4 +17,5 @@ if ! "$PYTHON" -c 'import numpy, pandas, sklearn' 2>/dev/null; then
     echo "bench: $PYTHON lacks numpy/pandas/scikit-learn; run 'make deps' or set PYTHON" >&2
     exit 2
 fi
-exec "$PYTHON" bench/perf/bench_metrics.py
+"$PYTHON" bench/perf/bench_metrics.py
+sh bench/perf/ingest.sh
