@@ -307,6 +307,7 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
 {
     char *pix_path = join(d->root, "fer2013.csv"), *vote_path = join(d->root, "fer2013new.csv");
     csv_reader pix = {0}, vot = {0};
+    strmap names = {0};  /* FER+ names seen, to report the ones listed twice */
     pix.max_field = 16384;
     int rc = -1, got;
     if (csv_open(&pix, pix_path) || (got = csv_next(&pix)) != 1) {
@@ -330,6 +331,7 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
             snprintf(err, errlen, "%s:%ld: expected the header Usage,Image name,neutral,...,NF", vote_path, vot.line);
             goto out;
         }
+    strmap_init(&names, 40000);
     for (long row = 0;; row++) {
         int a = csv_next(&pix), b = csv_next(&vot);
         if (a < 0 || b < 0) {
@@ -365,6 +367,13 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
         }
         char name[32];
         snprintf(name, sizeof name, "row%05ld", row);
+        if (*vot.field[1]) {
+            /* Names are not ids here (the row is): a repeated name is reported, both rows kept. */
+            long first = strmap_put(&names, xstrdup(vot.field[1]), strlen(vot.field[1]), vot.line);
+            if (first >= 0)
+                log_warn("%s:%ld: name '%.80s' also on line %ld; rows are identified by their fer2013.csv index, both kept",
+                         vote_path, vot.line, vot.field[1], first);
+        }
         if (!*vot.field[1]) {
             dataset_drop(d, name, "empty name", vote_path, vot.line);
             continue;
@@ -382,6 +391,8 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
     d->vote_source = "fer2013new";
     rc = 0;
 out:
+    for (size_t i = 0; i < names.cap; i++) free((char *)names.slot[i].key);
+    strmap_free(&names);
     csv_close(&pix);
     csv_close(&vot);
     free(pix_path);

@@ -23,7 +23,7 @@ expect_rc() { # description, rc, command...
 }
 q() { sqlite3 "$1" "$2"; }
 
-echo "1..34"
+echo "1..48"
 
 # ---- RAF-DB layout ----
 check "fixture rafdb" "$MS" fixture --layout rafdb --n 400 --seed 7 "$T/raf"
@@ -92,12 +92,41 @@ printf 'train_00001.jpg 5\r\nimage7.jpg 3\r\n' >"$T/bad/EmoLabel/list_patition_l
 expect_rc "a non-RAF-DB name is refused" 2 "$MS" init --dataset rafdb --root "$T/bad" --db "$T/f.sqlite" --allow-partial
 expect_rc "a missing label file is refused" 2 "$MS" init --dataset rafdb --root "$T/nowhere" --db "$T/f.sqlite"
 
+# A corrupt image gets a status and a message; the run goes on.
+cp -r "$T/raf" "$T/raf3"
+head -c 300 "$T/raf/Image/aligned/train_00005_aligned.jpg" >"$T/raf3/Image/aligned/train_00005_aligned.jpg"
+check "a truncated JPEG does not stop init" \
+    "$MS" init --dataset rafdb --root "$T/raf3" --protocol "$T/raf3/protocol.csv" --allow-partial --db "$T/i.sqlite"
+st=$(q "$T/i.sqlite" "SELECT status || ': ' || message FROM images WHERE name = 'train_00005.jpg'")
+case "$st" in bad_image:*train_00005_aligned.jpg*) ok "it is recorded as bad_image with a message naming the file" ;;
+    *) nok "bad_image recorded" "$st" ;; esac
+
+# Known identities, and the other assignment modes.
+check "init with --identities" "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/raf/protocol.csv" \
+    --identities "$T/raf/identities.csv" --db "$T/j.sqlite"
+[ "$(q "$T/j.sqlite" "SELECT count(*) FROM identity_groups WHERE source = 'csv'")" -gt 0 ] \
+    && ok "identity groups from the file are recorded" || nok "identity groups from the file"
+check "verify with known identities" "$MS" verify --db "$T/j.sqlite"
+check "init --assign pattern" "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/raf/protocol.csv" \
+    --assign pattern --db "$T/k.sqlite"
+check "verify --assign pattern: no test pattern is seen in training" "$MS" verify --db "$T/k.sqlite"
+check "init --assign none" "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/raf/protocol.csv" \
+    --assign none --db "$T/l.sqlite"
+check "verify --assign none reports the leakage it measures and passes" "$MS" verify --db "$T/l.sqlite"
+grep -q "no constraint" "$T/out" && ok "the report says mode none promises nothing" || nok "mode none report" "$(cat "$T/out")"
+check "patterns lists the bank" "$MS" patterns --bank-size 12
+[ "$(grep -c '^b42-' "$T/out")" = 12 ] && ok "12 patterns with stable ids" || nok "patterns list" "$(head -3 "$T/out")"
+
 # ---- FER+ layout, both vote sources ----
 check "fixture ferplus" "$MS" fixture --layout ferplus --n 600 --seed 3 "$T/fer"
 check "init ferplus from the folders' label.csv" \
     "$MS" init --dataset ferplus --root "$T/fer" --votes folder --protocol "$T/fer/protocol.csv" --db "$T/g.sqlite"
 reasons=$(q "$T/g.sqlite" "SELECT group_concat(DISTINCT substr(reason, 1, instr(reason || ' ', ' ') - 1)) FROM dropped_images")
 echo "# drop reasons (label.csv): $reasons"
+check "init ferplus --val official" "$MS" init --dataset ferplus --root "$T/fer" --votes folder --val official \
+    --protocol "$T/fer/protocol.csv" --db "$T/g2.sqlite"
+[ "$(q "$T/g2.sqlite" "SELECT count(*) FROM images WHERE benchmark_split IS NOT official_split AND status = 'ok'")" = 0 ] \
+    && ok "--val official keeps FER+'s own Valid set" || nok "--val official"
 check "init ferplus from fer2013.csv + fer2013new.csv" \
     "$MS" init --dataset ferplus --root "$T/fer" --votes new --allow-partial --db "$T/h.sqlite"
 reasons=$(q "$T/h.sqlite" "SELECT group_concat(DISTINCT substr(reason, 1, instr(reason || ' ', ' ') - 1)) FROM dropped_images")
