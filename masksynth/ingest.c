@@ -80,7 +80,7 @@ static void find_extra(dataset *d, const char *sub, const char *ext, const path_
     }
     closedir(dp);
     strmap_free(&known);
-    qsort(found, (size_t)n, sizeof *found, cmp_str);  /* readdir order is not stable */
+    if (n) qsort(found, (size_t)n, sizeof *found, cmp_str);  /* readdir order is not stable */
     d->extra = xrealloc(d->extra, sizeof *d->extra * (size_t)(d->nextra + n + 1));
     for (long i = 0; i < n; i++) d->extra[d->nextra++] = found[i];
     free(found);
@@ -369,8 +369,9 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
         snprintf(name, sizeof name, "row%05ld", row);
         if (*vot.field[1]) {
             /* Names are not ids here (the row is): a repeated name is reported, both rows kept. */
-            long first = strmap_put(&names, xstrdup(vot.field[1]), strlen(vot.field[1]), vot.line);
-            if (first >= 0)
+            long first = strmap_get(&names, vot.field[1], strlen(vot.field[1]));
+            if (first < 0) strmap_put(&names, xstrdup(vot.field[1]), strlen(vot.field[1]), vot.line);
+            else
                 log_warn("%s:%ld: name '%.80s' also on line %ld; rows are identified by their fer2013.csv index, both kept",
                          vote_path, vot.line, vot.field[1], first);
         }

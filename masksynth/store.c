@@ -417,8 +417,9 @@ int store_manifest(sqlite3 *db, long ds, const char *path, char *err, size_t err
         fclose(mem);
         fputs(line, af.f);
         sha256_update(&h, line, strlen(line));
+        free(line);  /* each open_memstream allocates anew */
+        line = NULL;
     }
-    free(line);
     sqlite3_finalize(st);
     char hex[65];
     sha256_final_hex(&h, hex);
