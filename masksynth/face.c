@@ -136,6 +136,20 @@ static const expr_t expressions[FACE_N_EXPRESSIONS] = {
     [FACE_CONTEMPT] = {.mouth_w = 0.04, .corner_r = 0.028, .lip_u = -0.1},
 };
 
+static expr_t expr_scaled(const expr_t *e, double k)
+{
+    expr_t o = {
+        .brow_raise = e->brow_raise * k, .brow_inner = e->brow_inner * k, .brow_in = e->brow_in * k,
+        .brow_arch = e->brow_arch * k,   .eye_up = e->eye_up * k,         .eye_lo = e->eye_lo * k,
+        .mouth_w = e->mouth_w * k,       .corner_l = e->corner_l * k,     .corner_r = e->corner_r * k,
+        .open_u = e->open_u * k,         .open_l = e->open_l * k,         .lip_u = e->lip_u * k,
+        .lip_l = e->lip_l * k,           .raise_u = e->raise_u * k,       .jaw_drop = e->jaw_drop * k,
+        .teeth_u = e->teeth_u * k,       .teeth_l = e->teeth_l * k,       .folds = e->folds * k,
+        .nose_up = e->nose_up * k,
+    };
+    return o;
+}
+
 /* ---- the canvas and the rasteriser --------------------------------------- */
 
 typedef struct {
@@ -560,7 +574,7 @@ static void draw_hair_cap(canvas *cv, const geom *g, poly *p)
     fill_paint(cv, p, id->hair, 1.0, 0.6);
 }
 
-static void draw_face(canvas *cv, const geom *g, double L[68][2])
+static void draw_face(canvas *cv, const geom *g)
 {
     const face_params *id = g->id;
     const expr_t *e = &g->e;
@@ -800,7 +814,6 @@ static void draw_face(canvas *cv, const geom *g, double L[68][2])
         scale3(col, id->lip, 0.45);
         fill_paint(cv, p, col, 0.7, 0.5);
     }
-    (void)L;
 }
 
 /* Quantises to 8 bits with pixel noise: an Irwin-Hall sum of four 16-bit
@@ -832,6 +845,8 @@ static void finish(canvas *cv, image *img, double noise, uint64_t noise_seed)
 
 void face_draw(image *img, const face_params *id, int expression, uint64_t sample_seed, double landmarks[68][2])
 {
+    if (landmarks) memset(landmarks, 0, sizeof(double[68][2]));
+    if (!img || !img->px || (img->c != 1 && img->c != 3) || img->w < 8 || img->h < 8) return;
     if (expression < 0 || expression >= FACE_N_EXPRESSIONS) expression = FACE_NEUTRAL;
     /* Every sample draw happens here, in a fixed order, whatever the
      * expression: two expressions of one sample differ only in the face. */
@@ -849,12 +864,7 @@ void face_draw(image *img, const face_params *id, int expression, uint64_t sampl
     memset(&g, 0, sizeof g);
     g.id = id;
     const expr_t *e0 = &expressions[expression];
-    /* the expression at this sample's intensity */
-    {
-        const double *src = (const double *)e0;
-        double *dst = (double *)&g.e;
-        for (size_t i = 0; i < sizeof(expr_t) / sizeof(double); i++) dst[i] = src[i] * inten;
-    }
+    g.e = expr_scaled(e0, inten); /* the expression at this sample's intensity */
     g.jw = id->jaw_width;
     g.k = id->jaw_square;
     g.jaw_top = id->jaw_top;
@@ -914,7 +924,7 @@ void face_draw(image *img, const face_params *id, int expression, uint64_t sampl
     rng_seed(&bg, bg_seed, 0xB6u);
     draw_background(&cv, &bg);
     compute_shade(&cv, &g, ldir, lstr);
-    draw_face(&cv, &g, L);
+    draw_face(&cv, &g);
     finish(&cv, img, id->noise, noise_seed);
     if (landmarks) {
         for (int i = 0; i < 68; i++) {
@@ -929,6 +939,7 @@ void face_draw(image *img, const face_params *id, int expression, uint64_t sampl
 
 void face_draw_nonface(image *img, uint64_t seed)
 {
+    if (!img || !img->px || (img->c != 1 && img->c != 3) || img->w < 8 || img->h < 8) return;
     rng_t r;
     rng_seed(&r, seed, 0x0FACEu);
     canvas cv;

@@ -66,9 +66,10 @@ typedef struct {
 
 void face_params_from_seed(face_params *p, uint64_t identity_seed);
 
-/* Renders into img (already allocated, c = 1 or 3; grey is the luma of the
- * RGB rendering). landmarks may be NULL. Expression 0..7; out of range is
- * drawn as neutral. */
+/* Renders into img (already allocated, c = 1 or 3, sides >= 8; grey is the
+ * luma of the RGB rendering; anything else is left alone, with zero
+ * landmarks). landmarks may be NULL. Expression 0..7; out of range is drawn as
+ * neutral. The face is placed so that all 68 landmarks lie inside the image. */
 void face_draw(image *img, const face_params *id, int expression, uint64_t sample_seed, double landmarks[68][2]);
 
 /* A non-face picture (blank, gradient, stripes, blobs or text-like marks), as

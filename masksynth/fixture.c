@@ -251,19 +251,21 @@ static void plan_ferplus_block(plan *P, rng_t *r, long start, long m, int usage)
     long nf_empty, nf_named, contempt, nine = 0, dup = 0;
     if (usage == 0) {
         nf_empty = max1(rnd(fm * 148 / 28709));
-        nf_named = max1(rnd(fm * 0.004));
+        nf_named = max1(rnd(fm * 0.006));
         contempt = max1(rnd(fm * 120 / 28709));
         nine = 1;
     } else {
         nf_empty = max1(rnd(fm * (usage == 1 ? 10 : 15) / 3589));
-        nf_named = rnd(fm * 0.004);
+        nf_named = rnd(fm * 0.006);
         contempt = rnd(fm * 0.004);
         dup = usage == 2;
     }
-    long ambig = rnd(fm * 0.07), singles = rnd(fm * 0.04);
+    long ambig = rnd(fm * 0.115), singles = rnd(fm * 0.04);
     int *kinds = xmalloc(sizeof(int) * (size_t)m);
     long k = 0;
-#define PUT(kind, count) for (long j_ = 0; j_ < (count) && k < m; j_++) kinds[k++] = (kind)
+#define PUT(kind, count)                                      \
+    for (long j_ = 0, c_ = (count); j_ < c_ && k < m; j_++) \
+    kinds[k++] = (kind)
     PUT(R_NF_EMPTY, nf_empty);
     PUT(R_DUP_FIRST, dup);
     PUT(R_DUP_SECOND, dup);
@@ -627,7 +629,8 @@ static void landmark_header(FILE *f, const char *key)
 static void write_chunk(const plan *P, outputs *o, long start, long end, const uint8_t *pix, double (*lm)[68][2])
 {
     char digits[256][4];
-    for (int v = 0; v < 256; v++) snprintf(digits[v], sizeof digits[v], "%d", v);
+    int dlen[256];
+    for (int v = 0; v < 256; v++) dlen[v] = snprintf(digits[v], sizeof digits[v], "%d", v);
     char line[2304 * 4 + 128];
     char name[64];
     for (long i = start; i < end; i++) {
@@ -639,7 +642,8 @@ static void write_chunk(const plan *P, outputs *o, long start, long end, const u
             const uint8_t *px = pix + (size_t)(i - start) * 2304;
             for (int k = 0; k < 2304; k++) {
                 if (k) *p++ = ' ';
-                p = put_str(p, digits[px[k]]);
+                memcpy(p, digits[px[k]], 4);
+                p += dlen[px[k]];
             }
             *p++ = ',';
             p = put_str(p, usage_name[it->split]);

@@ -47,7 +47,7 @@
 
 #define FIXTURE_MIN_N 50L
 #define FIXTURE_MAX_N_RAFDB 49990L    /* test names have 4 digits */
-#define FIXTURE_MAX_N_FERPLUS 5000000L /* fer%07d */
+#define FIXTURE_MAX_N_FERPLUS 1000000L
 
 int fixture_write(const char *layout, long n, uint64_t seed, const char *out_dir, char *err, size_t errlen);
 

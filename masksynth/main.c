@@ -1,6 +1,7 @@
 /* masksynth: dataset ingestion, seeded splits, identity groups, the mask
  * pattern bank and its identity-disjoint assignment, manifests, and the
  * synthetic fixture dataset. Mask rendering arrives with the next issue. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,19 @@ static int cmd_fixture(const cli_args *a)
     }
     if (cli_get_long(a, "n", 500, 10, 10000000, &n) || cli_get_long(a, "seed", 42, 0, 0x7fffffffffffffffL, &seed))
         return EXIT_BAD_INPUT;
+    /* Writing over an older fixture would leave its extra images behind. */
+    DIR *dir = opendir(a->pos[0]);
+    if (dir) {
+        struct dirent *e;
+        int used = 0;
+        while ((e = readdir(dir)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) used = 1;
+        closedir(dir);
+        if (used) {
+            log_error("fixture: %s is not empty; give a new or empty folder", a->pos[0]);
+            return EXIT_BAD_INPUT;
+        }
+    }
     if (fixture_write(layout ? "ferplus" : "rafdb", n, (uint64_t)seed, a->pos[0], err, sizeof err)) {
         log_error("%s", err);
         return EXIT_BAD_INPUT;
