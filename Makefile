@@ -121,6 +121,7 @@ bench: deps all
 	sh bench/perf/run.sh
 
 demo: deps all
+	sh masksynth/demo.sh
 	sh stats/examples/demo.sh
 
 clean:

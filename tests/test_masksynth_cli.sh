@@ -23,7 +23,7 @@ expect_rc() { # description, rc, command...
 }
 q() { sqlite3 "$1" "$2"; }
 
-echo "1..48"
+echo "1..52"
 
 # ---- RAF-DB layout ----
 check "fixture rafdb" "$MS" fixture --layout rafdb --n 400 --seed 7 "$T/raf"
@@ -133,6 +133,17 @@ reasons=$(q "$T/h.sqlite" "SELECT group_concat(DISTINCT substr(reason, 1, instr(
 case "$reasons" in *empty*) ok "fer2013new: empty-name rows recorded as dropped ($reasons)" ;;
     *) nok "fer2013new: empty-name rows recorded as dropped" "$reasons" ;; esac
 
+# Malformed FER+ files: exit 2 naming file and line.
+cp -r "$T/fer" "$T/fer2"
+sed -i '5s/,[0-9]*$/,x/' "$T/fer2/FER2013Valid/label.csv"
+expect_rc "label.csv with a non-numeric vote is refused" 2 \
+    "$MS" init --dataset ferplus --root "$T/fer2" --votes folder --allow-partial --db "$T/m.sqlite"
+grep -q "FER2013Valid/label.csv:5:" "$T/err" && ok "the message names label.csv line 5" || nok "label.csv:5" "$(cat "$T/err")"
+head -n 100 "$T/fer/fer2013new.csv" >"$T/fer2/fer2013new.csv"
+expect_rc "fer2013new.csv shorter than fer2013.csv is refused" 2 \
+    "$MS" init --dataset ferplus --root "$T/fer2" --votes new --allow-partial --db "$T/m.sqlite"
+grep -q "different row counts" "$T/err" && ok "the message says the row counts differ" || nok "row counts" "$(cat "$T/err")"
+
 # ---- the real FER+ vote files, when this checkout has them ----
 VOTES=../shared/data/ferplus-votes
 if [ -f "$VOTES/FER2013Train/label.csv" ]; then
@@ -156,14 +167,13 @@ fi
 # FERBENCH_FAULT=before-commit kills masksynth (SIGKILL) with its one write transaction open.
 mkdir -p "$T/clean" "$T/killed"
 (cd "$T/clean" && "$OLDPWD/$MS" init --dataset rafdb --root ../raf --protocol ../raf/protocol.csv --db x.sqlite) >/dev/null 2>&1
-(cd "$T/killed" && FERBENCH_FAULT=before-commit "$OLDPWD/$MS" init --dataset rafdb --root ../raf --protocol ../raf/protocol.csv \
-    --db x.sqlite) >/dev/null 2>&1
-rc=$?
+{ (cd "$T/killed" && FERBENCH_FAULT=before-commit "$OLDPWD/$MS" init --dataset rafdb --root ../raf --protocol ../raf/protocol.csv \
+    --db x.sqlite) >/dev/null 2>&1; rc=$?; } 2>/dev/null  # the shell's "Killed" notice goes too
 [ "$rc" = 137 ] && [ ! -e "$T/killed/x.sqlite" ] \
     && ok "killed inside its transaction: no database left behind" || nok "killed inside its transaction" "rc $rc"
 cp "$T/a.sqlite" "$T/killed2.sqlite"
-FERBENCH_FAULT=before-commit "$MS" init --dataset rafdb --name other --root "$T/raf" --protocol "$T/raf/protocol.csv" \
-    --db "$T/killed2.sqlite" >/dev/null 2>&1
+{ FERBENCH_FAULT=before-commit "$MS" init --dataset rafdb --name other --root "$T/raf" --protocol "$T/raf/protocol.csv" \
+    --db "$T/killed2.sqlite" >/dev/null 2>&1; } 2>/dev/null
 [ "$(q "$T/killed2.sqlite" "SELECT count(*) FROM datasets WHERE name = 'other'")" = 0 ] && \
   [ "$(q "$T/killed2.sqlite" "SELECT count(*) FROM images")" = 400 ] \
     && ok "killed while adding to an existing database: the transaction leaves nothing" \
