@@ -8,6 +8,7 @@
  * bytes never depend on the thread count. Text files are written in row order
  * through atomic temporary files and committed at the end. */
 #include "fixture.h"
+#include "ingest.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -31,7 +32,6 @@ const char *const fixture_ferplus_columns[10] = {"neutral", "happiness", "surpri
 /* face.h expression (RAF-DB order, + contempt) -> FER+ vote column */
 static const int raf_to_col[8] = {2, 6, 5, 1, 3, 4, 0, 7};
 /* FER+ vote column -> RAF-DB class, -1 for contempt */
-static const int col_to_raf[8] = {6, 3, 0, 4, 5, 2, 1, -1};
 /* RAF-DB class -> FER2013 emotion code (0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral) */
 static const int raf_to_fer2013[7] = {5, 2, 1, 3, 4, 0, 6};
 /* the class a few votes stray to, per RAF-DB class */
@@ -50,20 +50,6 @@ static const char *const folder_name[3] = {"FER2013Train", "FER2013Valid", "FER2
 static int threads_wanted = 0;
 
 void fixture_set_threads(int n) { threads_wanted = n; }
-
-int fixture_ferplus_majority(const int votes[10])
-{
-    int v[10], s = 0, best = 0;
-    for (int i = 0; i < 10; i++) {
-        v[i] = votes[i] <= 1 ? 0 : votes[i]; /* FER+: emotion_raw[i] < 1 + eps -> 0 */
-        s += v[i];
-        if (v[i] > v[best]) best = i;
-    }
-    if (2 * v[best] <= s) return -1;
-    return best < 8 ? best : -1;
-}
-
-int fixture_ferplus_to_raf(int column) { return column >= 0 && column < 8 ? col_to_raf[column] : -1; }
 
 /* ---- the plan ---------------------------------------------------------- */
 
@@ -712,7 +698,7 @@ static void write_plan_files(const plan *P, outputs *o)
             FILE *fl = o->f[F_LABEL0 + it->split].f;
             fprintf(fl, "%s,\"(0, 0, 48, 48)\"", name);
             write_votes(fl, it->votes);
-            int raf = fixture_ferplus_to_raf(fixture_ferplus_majority(it->votes));
+            int raf = ferplus_to_raf(ferplus_majority(it->votes));
             if (raf >= 0) counts[it->split][raf]++;
         }
     }

@@ -58,14 +58,6 @@ void fixture_set_threads(int n);
 /* The vote columns of fer2013new.csv and label.csv, in order. */
 extern const char *const fixture_ferplus_columns[10];
 
-/* FER+'s official majority rule on one row of votes (the columns above):
- * votes of 1 are dropped (FER+'s outlier removal: count < 1 + eps), the total S
- * is recomputed, and the first arg-max is kept when max > S / 2. Returns the
- * kept column 0..7 (neutral..contempt), or -1 for no majority, unknown or NF. */
-int fixture_ferplus_majority(const int votes[10]);
-
-/* A FER+ emotion column (0..7) as a RAF-DB class 0..6 (face.h order), or -1
- * for contempt and anything else. */
-int fixture_ferplus_to_raf(int column);
+/* The majority rule itself is ingest.h's ferplus_majority: one rule for both. */
 
 #endif

@@ -164,8 +164,12 @@ out:
 
 /* ---- FER+ ---------------------------------------------------------------- */
 
-/* FER+ class order -> RAF-DB class index (contempt: none). */
-static const int ferplus_to_raf[7] = {6, 3, 0, 4, 5, 2, 1};
+int ferplus_to_raf(int cls)
+{
+    static const int raf[7] = {6, 3, 0, 4, 5, 2, 1};  /* FER+ class order -> RAF-DB index */
+    return cls >= 0 && cls < 7 ? raf[cls] : -1;
+}
+
 static const char *const drop_reason[3] = {"contempt (not one of the 7 classes)", "unknown (no majority)",
                                            "NF (not a face)"};
 
@@ -205,7 +209,7 @@ static record *add_voted(dataset *d, const char *name, const char *rel, int offi
         dataset_drop(d, name, drop_reason[cls - 7], file, line);
         return NULL;
     }
-    return dataset_add(d, name, rel, ferplus_to_raf[cls], official, line);
+    return dataset_add(d, name, rel, ferplus_to_raf(cls), official, line);
 }
 
 static int usage_split(const char *u)

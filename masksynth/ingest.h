@@ -31,5 +31,7 @@ int ingest_identities(dataset *d, const char *path, char *err, size_t errlen);
  * sadness, anger, disgust, fear, contempt, unknown, NF): returns the FER+ class
  * index 0..7, or 8 unknown / 9 not a face. */
 int ferplus_majority(const int votes[10]);
+/* The RAF-DB class of a FER+ class index, or -1 (contempt, unknown, NF). */
+int ferplus_to_raf(int cls);
 
 #endif

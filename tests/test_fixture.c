@@ -21,6 +21,7 @@
 #include "../common/util.h"
 #include "../masksynth/face.h"
 #include "../masksynth/fixture.h"
+#include "../masksynth/ingest.h"
 
 #define N 200
 #define SEED 20240601u
@@ -601,10 +602,10 @@ static void test_ferplus_protocol_and_votes(void **state)
         int seen = 0;
         for (int j = 0; j < row; j++) seen |= strcmp(F.name[j], F.name[row]) == 0;
         if (seen) continue; /* label.csv keeps the first row of a name */
-        int col = fixture_ferplus_majority(F.votes[row]);
-        int raf = fixture_ferplus_to_raf(col);
+        int col = ferplus_majority(F.votes[row]);
+        int raf = ferplus_to_raf(col);
         if (col == 7) contempt++;
-        if (col < 0 && F.votes[row][9] < 5) unknown++;
+        if (col >= 8 && F.votes[row][9] < 5) unknown++;
         if (raf < 0) continue;
         counts[F.usage[row]][raf]++;
         kept++;
@@ -819,16 +820,17 @@ static void test_majority_rule(void **state)
     int nf[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 10};
     int unk[10] = {2, 0, 0, 0, 0, 0, 0, 0, 8, 0};
     int con[10] = {3, 0, 0, 0, 0, 0, 0, 7, 0, 0};
-    assert_int_equal(fixture_ferplus_majority(clear), 1);
-    assert_int_equal(fixture_ferplus_majority(singles), 0);
-    assert_int_equal(fixture_ferplus_majority(tie), -1);
-    assert_int_equal(fixture_ferplus_majority(nine), 0);
-    assert_int_equal(fixture_ferplus_majority(nf), -1);
-    assert_int_equal(fixture_ferplus_majority(unk), -1);
-    assert_int_equal(fixture_ferplus_majority(con), 7);
-    assert_int_equal(fixture_ferplus_to_raf(7), -1);
-    assert_int_equal(fixture_ferplus_to_raf(0), FACE_NEUTRAL);
-    assert_int_equal(fixture_ferplus_to_raf(2), FACE_SURPRISE);
+    assert_int_equal(ferplus_majority(clear), 1);
+    assert_int_equal(ferplus_majority(singles), 0);
+    assert_int_equal(ferplus_majority(tie), 8);
+    assert_int_equal(ferplus_majority(nine), 0);
+    assert_int_equal(ferplus_majority(nf), 9);
+    assert_int_equal(ferplus_majority(unk), 8);
+    assert_int_equal(ferplus_majority(con), 7);
+    assert_int_equal(ferplus_to_raf(7), -1);
+    assert_int_equal(ferplus_to_raf(8), -1);
+    assert_int_equal(ferplus_to_raf(0), FACE_NEUTRAL);
+    assert_int_equal(ferplus_to_raf(2), FACE_SURPRISE);
 }
 
 /* The rule against the real FER+ label.csv files (DATASETS.md's counts), when
@@ -841,7 +843,8 @@ static void test_majority_rule_real(void **state)
     char path[256];
     snprintf(path, sizeof path, "../shared/data/ferplus-votes/%s/label.csv", dirs[0]);
     if (access(path, R_OK) != 0) {
-        skip();
+        /* cmocka 1.1's skip() prints "not ok # SKIP", which TAP harnesses count as a failure. */
+        print_message("# SKIP ../shared/data/ferplus-votes is not here\n");
         return;
     }
     for (int s = 0; s < 3; s++) {
@@ -854,9 +857,9 @@ static void test_majority_rule_real(void **state)
             assert_int_equal(r.nfields, 12);
             int v[10];
             for (int k = 0; k < 10; k++) v[k] = atoi(r.field[2 + k]);
-            int col = fixture_ferplus_majority(v);
-            k8 += col >= 0;
-            k7 += fixture_ferplus_to_raf(col) >= 0;
+            int col = ferplus_majority(v);
+            k8 += col < 8;
+            k7 += ferplus_to_raf(col) >= 0;
         }
         csv_close(&r);
         assert_int_equal(k8, want8[s]);
