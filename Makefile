@@ -14,11 +14,12 @@ SAN     ?=
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
 LDFLAGS := $(SAN)
 LDLIBS  := -lpng16 -ljpeg -lz -lgsl -lgslcblas -lsqlite3 -lm -lpthread
+MASK_LIBS := -ldlib -llapack -lblas -lstdc++
 
 # Debian packages, by name. python3-* are the test oracles (scikit-learn,
 # statsmodels); perl provides prove, the TAP test runner.
 DEB_PACKAGES := build-essential pkg-config libgsl-dev libsqlite3-dev sqlite3 libcmocka-dev \
-                libpng-dev libjpeg62-turbo-dev zlib1g-dev \
+                libpng-dev libjpeg62-turbo-dev zlib1g-dev libdlib-dev libdlib-data \
                 perl python3 python3-numpy python3-scipy python3-pandas python3-sklearn python3-statsmodels
 
 COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log.c common/cli.c common/numfmt.c \
@@ -26,17 +27,17 @@ COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log
 STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
 DB_SRC     := db/db.c
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
-              masksynth/checks.c masksynth/face.c masksynth/fixture.c
+              masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/render.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 STATS_OBJ  := $(call obj,$(STATS_SRC))
 DB_OBJ     := $(call obj,$(DB_SRC)) $(BUILD)/db_schema_sql.o
-MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o
+MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/landmarks.o
 
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
-         $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth
+         $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks
 
 .PHONY: all deps test asan bench demo clean check-tools
 all: $(TOOLS)
@@ -44,6 +45,13 @@ all: $(TOOLS)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# The one C++ file: dlib behind an extern "C" interface.
+CXX      ?= g++
+CXXFLAGS := -std=c++17 $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/db_schema_sql.c: db/schema.sql db/embed.sh
 	@mkdir -p $(dir $@)
@@ -70,7 +78,7 @@ $(BIN)/ferstats: $(BUILD)/stats/ferstats.o $(STATS_OBJ) $(COMMON_OBJ)
 
 $(BIN)/masksynth: $(BUILD)/masksynth/main.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(MASK_LIBS) $(LDLIBS)
 
 $(BIN)/ferbench: $(BUILD)/bench/main.o $(DB_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -89,10 +97,16 @@ $(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/test_fixture: $(BUILD)/tests/test_fixture.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(MASK_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/test_masksynth: $(BUILD)/tests/test_masksynth.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(MASK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/test_mask: $(BUILD)/tests/test_mask.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(MASK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/test_landmarks: $(BUILD)/tests/test_landmarks.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(MASK_LIBS) $(LDLIBS)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -469,7 +469,7 @@ out:
 /* ---- probing: hash, size, decode, perceptual hash ------------------------ */
 
 /* 2304 grey values "v v v ..." -> 48x48 pixels; -1 when malformed. */
-static int parse_pixels(const char *s, image *img)
+int fer2013_decode(const char *s, image *img)
 {
     if (image_alloc(img, 48, 48, 1)) return -1;
     for (int i = 0; i < 48 * 48; i++) {
@@ -496,7 +496,7 @@ static void probe_one(const dataset *d, record *r)
     char err[512];
     image img = {0};
     if (r->pixels) {
-        if (parse_pixels(r->pixels, &img)) {
+        if (fer2013_decode(r->pixels, &img)) {
             char msg[160];
             snprintf(msg, sizeof msg, "fer2013.csv row %ld: pixels are not 2304 values in 0..255", r->row);
             set_status(r, ST_BAD_IMAGE, msg);
@@ -637,4 +637,47 @@ int ingest_identities(dataset *d, const char *path, char *err, size_t errlen)
     r.buf = NULL;
     csv_close(&r);
     return 0;
+}
+
+int fer2013_rows(const char *root, char **buf, const char ***pixels, long *nrows, char *err, size_t errlen)
+{
+    char *path = join(root, "fer2013.csv");
+    csv_reader r = {0};
+    r.max_field = 16384;
+    int rc = -1, got = 0;
+    long cap = 0;
+    *pixels = NULL;
+    *nrows = 0;
+    if (csv_open(&r, path) || (got = csv_next(&r)) != 1) {
+        snprintf(err, errlen, "%s", r.err[0] ? r.err : "fer2013.csv: no header");
+        goto out;
+    }
+    int col = header_index(&r, "pixels");
+    if (col < 0) {
+        snprintf(err, errlen, "%s:1: no pixels column", path);
+        goto out;
+    }
+    while ((got = csv_next(&r)) == 1) {
+        if (col >= r.nfields) {
+            got = csv_fail(&r, "row has no pixels field");
+            break;
+        }
+        if (*nrows == cap) *pixels = xrealloc(*pixels, sizeof **pixels * (size_t)(cap = cap ? 2 * cap : 40000));
+        (*pixels)[(*nrows)++] = r.field[col];
+    }
+    if (got < 0) {
+        snprintf(err, errlen, "%s", r.err);
+        goto out;
+    }
+    *buf = r.buf;
+    r.buf = NULL;
+    rc = 0;
+out:
+    if (rc) {
+        free(*pixels);
+        *pixels = NULL;
+    }
+    csv_close(&r);
+    free(path);
+    return rc;
 }

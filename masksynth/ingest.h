@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "../common/image.h"
 #include "dataset.h"
 
 enum votes_source { VOTES_AUTO, VOTES_NEW, VOTES_FOLDER };
@@ -33,5 +34,10 @@ int ingest_identities(dataset *d, const char *path, char *err, size_t errlen);
 int ferplus_majority(const int votes[10]);
 /* The RAF-DB class of a FER+ class index, or -1 (contempt, unknown, NF). */
 int ferplus_to_raf(int cls);
+
+/* fer2013.csv as rows of pixel fields (for rendering): *buf owns the text. */
+int fer2013_rows(const char *root, char **buf, const char ***pixels, long *nrows, char *err, size_t errlen);
+/* 2304 space-separated grey values -> a 48x48 grey image; -1 when malformed. */
+int fer2013_decode(const char *pixels, image *img);
 
 #endif

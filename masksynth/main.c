@@ -17,7 +17,9 @@
 #include "fixture.h"
 #include "ingest.h"
 #include "plan.h"
+#include "render.h"
 #include "store.h"
+#include "landmarks.h"
 
 #define ERRLEN 2048
 #define DEFAULT_DB "db/ferbench.sqlite"
@@ -325,6 +327,41 @@ static int cmd_fixture(const cli_args *a)
     return EXIT_OK;
 }
 
+static int cmd_render(const cli_args *a)
+{
+    sqlite3 *db;
+    long ds, upsample, quality, threads, shard = 0, nshards = 1;
+    int split = cli_get_choice(a, "split", "train|val|test|all", -1);
+    int format = cli_get_choice(a, "format", "png|jpeg", 0);
+    if (split < 0) {
+        if (!cli_get(a, "split")) log_error("render: --split train|val|test|all is required");
+        return EXIT_BAD_INPUT;
+    }
+    if (format < 0 || cli_get_long(a, "upsample", -1, -1, 4, &upsample) || cli_get_long(a, "quality", 95, 1, 100, &quality) ||
+        cli_get_long(a, "threads", threads_default(), 1, 64, &threads))
+        return EXIT_BAD_INPUT;
+    const char *sh = cli_get(a, "shard");
+    if (sh && (sscanf(sh, "%ld/%ld", &shard, &nshards) != 2 || nshards < 1 || shard < 1 || shard > nshards)) {
+        log_error("render: --shard expects K/N with 1 <= K <= N, got '%s'", sh);
+        return EXIT_BAD_INPUT;
+    }
+    if (with_dataset(a, &db, &ds)) return EXIT_BAD_INPUT;
+    char out_dir[2048];
+    const char *dbpath = cli_get(a, "db") ? cli_get(a, "db") : DEFAULT_DB, *slash = strrchr(dbpath, '/');
+    if (cli_get(a, "out")) snprintf(out_dir, sizeof out_dir, "%s", cli_get(a, "out"));
+    else snprintf(out_dir, sizeof out_dir, "%.*smasked", slash ? (int)(slash - dbpath + 1) : 0, dbpath);
+    const char *splits[4] = {"train", "val", "test", "all"};
+    render_opts o = {.split = splits[split], .out_dir = out_dir,
+                     .predictor = cli_get(a, "predictor") ? cli_get(a, "predictor") : LMK_DEFAULT_PREDICTOR,
+                     .landmarks = cli_get(a, "landmarks"), .upsample = (int)upsample,
+                     .jpeg_quality = format == 1 ? (int)quality : 0, .threads = (int)threads,
+                     .shard = (int)shard - (nshards > 1 ? 1 : 0), .nshards = (int)nshards, .argv_json = argv_json};
+    if (nshards == 1) o.shard = 0;
+    int rc = render_split(db, ds, &o);
+    db_close(db);
+    return rc;
+}
+
 #define OPT_DB {"db", "PATH", "database file (default " DEFAULT_DB ")"}
 #define OPT_NAME {"name", "NAME", "dataset name in the database (default: the dataset kind)"}
 static const cli_opt init_opts[] = {
@@ -355,7 +392,21 @@ static const cli_opt fixture_opts[] = {{"layout", "rafdb|ferplus", "official lay
                                        {"n", "N", "number of images (default 500)"},
                                        {"seed", "S", "seed (default 42)"}, {0}};
 
+static const cli_opt render_opts_list[] = {
+    {"split", "train|val|test|all", "which benchmark split to mask"},
+    {"out", "DIR", "folder of masked images and alpha maps (default: masked/ beside the database)"},
+    {"landmarks", "FILE", "use given landmarks (image,x0,y0,...,x67,y67; a fixture's landmarks.csv) instead of dlib"},
+    {"predictor", "FILE", "dlib 68-point model (default " LMK_DEFAULT_PREDICTOR ")"},
+    {"upsample", "N", "detector upsampling steps (default: 1 for faces of 80 px and more, 2 below)"},
+    {"format", "png|jpeg", "masked image format (default png: untouched pixels stay byte-identical)"},
+    {"quality", "Q", "JPEG quality (default 95)"},
+    {"shard", "K/N", "process only every N-th image, starting at the K-th (cluster array jobs)"},
+    {"threads", "N", "worker threads (results do not depend on it)"},
+    OPT_DB, OPT_NAME, {0}};
+
 static const cli_command commands[] = {
+    {"render", "", "mask a split: landmarks, the assigned pattern, masked image, alpha map, database rows (also "
+     "'masksynth --split S')", render_opts_list, 0, 0, cmd_render},
     {"init", "", "ingest RAF-DB, FER+ or a CSV list; seeded split, identity groups, pattern assignment", init_opts, 0,
      0, cmd_init},
     {"patterns", "", "list the mask pattern bank", patterns_opts, 0, 0, cmd_patterns},
@@ -389,8 +440,19 @@ int main(int argc, char **argv)
     fputc(']', f);
     fclose(f);
     argv_json = buf;
+    /* "masksynth --split S ..." is the render command. */
+    char **args = argv;
+    char *with_cmd[argc + 2];
+    if (argc > 1 && !strncmp(argv[1], "--split", 7)) {
+        with_cmd[0] = argv[0];
+        with_cmd[1] = "render";
+        for (int i = 1; i < argc; i++) with_cmd[i + 1] = argv[i];
+        with_cmd[argc + 1] = NULL;
+        args = with_cmd;
+        argc++;
+    }
     int rc = cli_main("masksynth", "Synthesises face masks on RAF-DB and FER+ without leaking mask patterns between "
-                      "training and test.", commands, argc, argv);
+                      "training and test.", commands, argc, args);
     free(buf);
     return rc;
 }

@@ -16,5 +16,6 @@ exec prove --timer \
     "$TEST_BUILD/test_fixture" \
     "$TEST_BUILD/test_masksynth" \
     tests/test_masksynth_cli.sh \
+    tests/test_render.sh \
     tests/test_cli.sh \
     tests/test_oracle.py
