@@ -579,7 +579,10 @@ static int png_encode(struct png_enc *s, const image *img)
     s->info = png_create_info_struct(s->png);
     if (!s->info) png_error(s->png, "cannot create PNG info (out of memory)");
     png_set_write_fn(s->png, s, png_enc_write, png_enc_flush);
-    png_set_compression_level(s->png, 6);
+    /* Speed over a few percent of size: masksynth writes two PNGs per face, and
+     * level 1 with the Paeth filter is about 3x faster than level 6 here. */
+    png_set_compression_level(s->png, 1);
+    png_set_filter(s->png, 0, PNG_FILTER_PAETH);
     png_set_IHDR(s->png, s->info, (png_uint_32)img->w, (png_uint_32)img->h, 8,
                  img->c == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);

@@ -570,16 +570,23 @@ static void probe_all(dataset *d, int threads)
     pthread_mutex_destroy(&j.lock);
 }
 
+static char *absolute(const char *path)
+{
+    char *abs = realpath(path, NULL);
+    return abs ? abs : xstrdup(path);  /* a missing root fails later, naming the path as given */
+}
+
 int ingest(dataset *d, const ingest_opts *o, char *err, size_t errlen)
 {
     path_list listed = {0};
     int rc;
     d->kind = o->kind;
+    /* The root is stored absolute: later steps run from any folder. */
     if (!strcmp(o->kind, "rafdb")) {
-        d->root = xstrdup(o->root);
+        d->root = absolute(o->root);
         rc = read_rafdb(d, &listed, err, errlen);
     } else if (!strcmp(o->kind, "ferplus")) {
-        d->root = xstrdup(o->root);
+        d->root = absolute(o->root);
         char *folders = join(o->root, "FER2013Train/label.csv"), *csvs = join(o->root, "fer2013.csv");
         int votes = o->votes;
         if (votes == VOTES_AUTO) votes = file_exists(folders) ? VOTES_FOLDER : VOTES_NEW;
@@ -591,8 +598,9 @@ int ingest(dataset *d, const ingest_opts *o, char *err, size_t errlen)
         free(folders);
         free(csvs);
     } else {
-        char *slash = strrchr(o->list, '/');
-        d->root = slash ? strndup(o->list, (size_t)(slash - o->list)) : xstrdup(".");
+        char *slash = strrchr(o->list, '/'), *dir = slash ? strndup(o->list, (size_t)(slash - o->list)) : xstrdup(".");
+        d->root = absolute(dir);
+        free(dir);
         rc = read_csv_list(d, o->list, &listed, err, errlen);
     }
     list_free(&listed);

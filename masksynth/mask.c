@@ -14,11 +14,12 @@
  *
  * Rasterising. Three layers of closed contours (mask body, loops, and a clip
  * region = the jaw P0..P16 just outside the mask's own lower edge, closed over
- * the brows) are scanned on 8 (or 4 for large faces) sub-scanlines per pixel
- * row. On each sub-scanline the crossings of each layer give spans (nonzero
- * winding); the mask is (body | loops) & clip, and each span adds its exact
- * horizontal extent to the pixels it crosses. This is exact coverage along x
- * and 1/8 along y; a near-vertical edge is at most 2 pixels wide.
+ * the brows) are scanned on 8, 6 or 4 sub-scanlines per pixel row (face
+ * height under 40, 80 px, or more). On each sub-scanline the crossings of each
+ * layer give spans (nonzero winding); the mask is (body | loops) & clip, and
+ * each span adds its exact horizontal extent to the pixels it crosses (a
+ * difference array for the whole pixels). Coverage is exact along x and
+ * sampled along y; a near-vertical edge is at most 2 pixels wide.
  *
  * Appearance. Base colour times a texture (plain, pleats, stripes, checks,
  * dots, motif), times type-specific shading (pleat bands, cup falloff, seam

@@ -15,6 +15,8 @@ exec prove --timer \
     "$TEST_BUILD/test_image" \
     "$TEST_BUILD/test_fixture" \
     "$TEST_BUILD/test_masksynth" \
+    "$TEST_BUILD/test_mask" \
+    "$TEST_BUILD/test_landmarks" \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \

@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "../common/image.h"
 #include "../masksynth/mask.h"
 #include "../masksynth/plan.h"
+#include "../common/rng.h"
 
 #define PI 3.14159265358979323846
 
@@ -709,10 +711,138 @@ static void test_bank_and_sizes(void **state)
     free(bank);
 }
 
+/* Random and hostile landmark sets: always 0 or -1 (with a message), never a
+ * crash; when accepted, the contract holds. */
+static void test_random_landmarks(void **state)
+{
+    (void)state;
+    image face;
+    face_image(&face, 64, 64, 3);
+    pattern *bank = pattern_bank(3, 12);
+    rng_t r;
+    rng_seed(&r, 2024, 1);
+    int accepted = 0, refused = 0;
+    for (int it = 0; it < 600; it++) {
+        double P[68][2];
+        frontal(P);
+        int kind = it % 6;
+        for (int k = 0; k < 68; k++) {
+            P[k][0] *= 0.64;
+            P[k][1] *= 0.64;
+            if (kind == 0) { /* jitter */
+                P[k][0] += 6 * (rng_uniform(&r) - 0.5);
+                P[k][1] += 6 * (rng_uniform(&r) - 0.5);
+            } else if (kind == 1) { /* noise anywhere */
+                P[k][0] = -40 + 150 * rng_uniform(&r);
+                P[k][1] = -40 + 150 * rng_uniform(&r);
+            } else if (kind == 2) { /* mirrored */
+                P[k][0] = 64 - P[k][0];
+            } else if (kind == 3) { /* upside down */
+                P[k][0] = 64 - P[k][0];
+                P[k][1] = 64 - P[k][1];
+            } else if (kind == 4) { /* far away, huge */
+                P[k][0] = P[k][0] * 1000 - 5e4;
+                P[k][1] = P[k][1] * 1000 - 2e4;
+            }
+        }
+        if (kind == 5) { /* one wild point */
+            int k = (int)rng_below(&r, 68);
+            P[k][0] = rng_uniform(&r) < 0.5 ? 1e7 : -3e5;
+        }
+        image out;
+        mask_result res;
+        char err[256] = "";
+        int rc = mask_render(&face, (const double(*)[2])P, &bank[it % 12], (uint64_t)it, &out, &res, err, sizeof err);
+        if (rc == 0) {
+            accepted++;
+            assert_true(res.coverage >= 0 && res.coverage <= 1);
+            for (int i = 0; i < 64 * 64; i++)
+                if (res.alpha[i] == 0) assert_memory_equal(out.px + 3 * i, face.px + 3 * i, 3);
+            mask_result_free(&res);
+            image_free(&out);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_true(err[0] != 0);
+            assert_null(out.px);
+            assert_null(res.alpha);
+            refused++;
+        }
+    }
+    assert_true(accepted > 300);
+    assert_true(refused > 0);
+    free(bank);
+    image_free(&face);
+}
+
+/* The same renders from two threads at once equal the serial ones. */
+typedef struct {
+    const image *face;
+    const pattern *bank;
+    uint8_t *px[8], *alpha[8];
+} thread_job;
+
+static void *render_job(void *arg)
+{
+    thread_job *j = arg;
+    double P[68][2];
+    frontal(P);
+    for (int i = 0; i < 8; i++) {
+        image out;
+        mask_result r;
+        char err[128];
+        if (mask_render(j->face, (const double(*)[2])P, &j->bank[i], (uint64_t)i * 7, &out, &r, err, sizeof err))
+            return NULL;
+        j->px[i] = out.px;
+        j->alpha[i] = r.alpha;
+    }
+    return j;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    image face;
+    face_image(&face, 100, 100, 3);
+    pattern *bank = pattern_bank(11, 8);
+    thread_job jobs[3];
+    memset(jobs, 0, sizeof jobs);
+    for (int t = 0; t < 3; t++) {
+        jobs[t].face = &face;
+        jobs[t].bank = bank;
+    }
+    assert_non_null(render_job(&jobs[0])); /* serial */
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) assert_int_equal(pthread_create(&th[t], NULL, render_job, &jobs[t + 1]), 0);
+    for (int t = 0; t < 2; t++) {
+        void *ret;
+        assert_int_equal(pthread_join(th[t], &ret), 0);
+        assert_non_null(ret);
+    }
+    for (int t = 1; t < 3; t++)
+        for (int i = 0; i < 8; i++) {
+            assert_memory_equal(jobs[0].px[i], jobs[t].px[i], 100 * 100 * 3);
+            assert_memory_equal(jobs[0].alpha[i], jobs[t].alpha[i], 100 * 100);
+        }
+    for (int t = 0; t < 3; t++)
+        for (int i = 0; i < 8; i++) {
+            free(jobs[t].px[i]);
+            free(jobs[t].alpha[i]);
+        }
+    free(bank);
+    image_free(&face);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
@@ -732,7 +862,7 @@ static void test_timing(void **state)
             P[k][1] *= S / 100.0;
         }
         int n = S >= 250 ? 200 : 1000;
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         for (int i = 0; i < n; i++) {
             image out;
             mask_result r;
@@ -740,8 +870,9 @@ static void test_timing(void **state)
             mask_result_free(&r);
             image_free(&out);
         }
-        double dt = (now_s() - t0) / n;
-        printf("# mask_render %dx%d c=%d: %.1f us per image (%d renders, bank of 24)\n", S, S, c, dt * 1e6, n);
+        double dt = (now_s() - t0) / n, dc = (cpu_s() - c0) / n;
+        printf("# mask_render %dx%d c=%d: %.1f us CPU, %.1f us wall per image (%d renders, bank of 24)\n", S, S, c,
+               dc * 1e6, dt * 1e6, n);
         image_free(&face);
     }
     free(bank);
@@ -763,6 +894,8 @@ int main(void)
         cmocka_unit_test(test_bad_landmarks),
         cmocka_unit_test(test_off_image),
         cmocka_unit_test(test_bank_and_sizes),
+        cmocka_unit_test(test_random_landmarks),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_timing),
     };
     return cmocka_run_group_tests_name("mask", tests, NULL, NULL);

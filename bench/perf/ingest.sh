@@ -31,4 +31,4 @@ mp=$(echo "$peer" | tr ' ' '\n' | grep . | median)
 printf '== masksynth init, FER+ from fer2013.csv (35,887 rows), medians of 3\n'
 printf '  masksynth init (hash, decode, pHash, split, groups, assignment, SQLite): %.2f s\n' "$mo"
 printf '  python peer (pandas read, majority rule, decode and hash only):         %.2f s\n' "$mp"
-awk -v o="$mo" -v p="$mp" 'BEGIN { printf "  ratio peer/ours: %.1fx; target < 30 s: %s\n", p / o, o < 30 ? "PASS" : "FAIL" }' 
+awk -v o="$mo" -v p="$mp" 'BEGIN { printf "  ratio peer/ours: %.1fx; target < 30 s: %s\n", p / o, (o < 30 ? "PASS" : "FAIL") }' 

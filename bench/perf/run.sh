@@ -19,3 +19,4 @@ if ! "$PYTHON" -c 'import numpy, pandas, sklearn' 2>/dev/null; then
 fi
 "$PYTHON" bench/perf/bench_metrics.py
 sh bench/perf/ingest.sh
+sh bench/perf/render.sh
