@@ -27,7 +27,7 @@ COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log
 STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
 DB_SRC     := db/db.c
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
-              masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/render.c
+              masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))

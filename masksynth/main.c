@@ -17,6 +17,7 @@
 #include "fixture.h"
 #include "ingest.h"
 #include "plan.h"
+#include "mask_preview.h"
 #include "render.h"
 #include "store.h"
 #include "landmarks.h"
@@ -216,6 +217,15 @@ static int cmd_patterns(const cli_args *a)
     if (cli_get_long(a, "bank-seed", 42, 0, 0x7fffffffffffffffL, &seed) || cli_get_long(a, "bank-size", 48, 4, 4096, &size))
         return EXIT_BAD_INPUT;
     pattern *bank = pattern_bank((uint64_t)seed, (int)size);
+    const char *preview = cli_get(a, "preview");
+    if (preview) {
+        char err[ERRLEN];
+        int bad = pattern_preview_sheet(preview, bank, (int)size, err, sizeof err);
+        if (bad) log_error("%s", err);
+        else printf("wrote %s (%ld patterns)\n", preview, size);
+        free(bank);
+        return bad ? EXIT_BAD_INPUT : EXIT_OK;
+    }
     int json = cli_flag(a, "json");
     if (!json) printf("%-36s %-9s %-11s %-8s %-8s %s\n", "stable id", "type", "style", "colour", "texture", "parameters");
     for (int i = 0; i < size; i++) {
@@ -362,6 +372,27 @@ static int cmd_render(const cli_args *a)
     return rc;
 }
 
+static int cmd_preview(const cli_args *a)
+{
+    sqlite3 *db;
+    long ds, n;
+    int split = cli_get_choice(a, "split", "train|val|test|all", 3);
+    if (split < 0 || cli_get_long(a, "n", 36, 1, 400, &n) || with_dataset(a, &db, &ds)) return EXIT_BAD_INPUT;
+    const char *splits[4] = {"train", "val", "test", "all"};
+    int rc = render_preview(db, ds, splits[split], (int)n, a->pos[0]);
+    db_close(db);
+    return rc;
+}
+
+static int cmd_merge(const cli_args *a)
+{
+    sqlite3 *db;
+    if (open_db(a, &db)) return EXIT_BAD_INPUT;
+    int rc = render_merge(db, a->pos, a->npos);
+    db_close(db);
+    return rc;
+}
+
 #define OPT_DB {"db", "PATH", "database file (default " DEFAULT_DB ")"}
 #define OPT_NAME {"name", "NAME", "dataset name in the database (default: the dataset kind)"}
 static const cli_opt init_opts[] = {
@@ -383,7 +414,11 @@ static const cli_opt init_opts[] = {
     {"replace", NULL, "replace a dataset of the same name in the database"},
     {"threads", "N", "worker threads for reading images (results do not depend on it)"},
     OPT_DB, OPT_NAME, {0}};
+static const cli_opt preview_opts[] = {{"split", "train|val|test|all", "which split (default all)"},
+                                       {"n", "N", "number of faces (default 36)"}, OPT_DB, OPT_NAME, {0}};
+static const cli_opt merge_opts[] = {OPT_DB, {0}};
 static const cli_opt patterns_opts[] = {{"bank-seed", "S", "seed of the bank (default 42)"},
+                                        {"preview", "OUT.png", "draw the bank on a synthetic face"},
                                         {"bank-size", "N", "number of patterns (default 48)"},
                                         {"json", NULL, "JSON output"}, {0}};
 static const cli_opt db_opts[] = {OPT_DB, OPT_NAME, {0}};
@@ -415,6 +450,10 @@ static const cli_command commands[] = {
      cmd_verify},
     {"manifest", "", "write the split and assignment manifest with a checksum", manifest_opts, 0, 0, cmd_manifest},
     {"fixture", "OUT", "write a synthetic dataset in the official layout", fixture_opts, 1, 1, cmd_fixture},
+    {"preview", "OUT.png", "contact sheet of masked faces with landmarks and mask outlines", preview_opts, 1, 1,
+     cmd_preview},
+    {"merge", "SHARD.sqlite...", "add the renders of --shard K/N runs (copies of this database) in image order",
+     merge_opts, 1, -1, cmd_merge},
     {0},
 };
 

@@ -21,6 +21,7 @@
 #include "ingest.h"
 #include "landmarks.h"
 #include "mask.h"
+#include "mask_preview.h"
 #include "plan.h"
 #include "store.h"
 
@@ -497,4 +498,101 @@ out:
     free(fer_buf);
     free(root);
     return rc;
+}
+
+int render_preview(sqlite3 *db, long ds, const char *split, int n, const char *out_png)
+{
+    char err[2048];
+    sqlite3_stmt *st;
+    if (db_prepare(db, "SELECT r.output_path, r.alpha_path, r.landmarks FROM renders r JOIN images i ON i.id = r.image_id "
+                       "WHERE i.dataset_id = ?1 AND r.output_path IS NOT NULL AND (?2 = 'all' OR i.benchmark_split = ?2) "
+                       "ORDER BY i.id LIMIT ?3", &st, err, sizeof err)) {
+        log_error("%s", err);
+        return EXIT_BAD_INPUT;
+    }
+    sqlite3_bind_int64(st, 1, ds);
+    sqlite3_bind_text(st, 2, split, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, n);
+    image **faces = xcalloc((size_t)n, sizeof *faces);
+    uint8_t **alphas = xcalloc((size_t)n, sizeof *alphas);
+    double (*pts)[68][2] = xcalloc((size_t)n, sizeof *pts);
+    int k = 0, rc = EXIT_OK;
+    while (k < n && sqlite3_step(st) == SQLITE_ROW) {
+        image *face = xcalloc(1, sizeof *face), alpha = {0};
+        if (image_load((const char *)sqlite3_column_text(st, 0), face, err, sizeof err) ||
+            image_load((const char *)sqlite3_column_text(st, 1), &alpha, err, sizeof err) || alpha.w != face->w ||
+            alpha.h != face->h || alpha.c != 1) {
+            log_error("%s", err);
+            image_free(face);
+            free(face);
+            image_free(&alpha);
+            rc = EXIT_BAD_INPUT;
+            break;
+        }
+        /* landmarks JSON: [[x, y], ...] */
+        const char *p = (const char *)sqlite3_column_text(st, 2);
+        for (int q = 0; q < 68 && p; q++) {
+            p = strchr(p + 1, '[');
+            if (!p) break;
+            sscanf(p, "[%lf, %lf]", &pts[k][q][0], &pts[k][q][1]);
+        }
+        faces[k] = face;
+        alphas[k] = alpha.px;
+        k++;
+    }
+    sqlite3_finalize(st);
+    if (rc == EXIT_OK && k == 0) {
+        log_error("no rendered images in split %s: run masksynth --split %s first", split, split);
+        rc = EXIT_BAD_INPUT;
+    }
+    if (rc == EXIT_OK && mask_preview_sheet(out_png, faces, (const uint8_t *const *)alphas, (const double(*)[68][2])pts, k,
+                                            k < 6 ? k : 6, err, sizeof err)) {
+        log_error("%s", err);
+        rc = EXIT_BAD_INPUT;
+    }
+    if (rc == EXIT_OK) printf("wrote %s (%d images)\n", out_png, k);
+    for (int i = 0; i < k; i++) {
+        image_free(faces[i]);
+        free(faces[i]);
+        free(alphas[i]);
+    }
+    free(faces);
+    free(alphas);
+    free(pts);
+    return rc;
+}
+
+int render_merge(sqlite3 *db, const char *const *shards, int nshards)
+{
+    /* Shard databases are copies of this one taken after init, so image and
+     * assignment ids agree; rows go in image order, as one run would insert them. */
+    char err[2048], sql[4096];
+    if (db_begin(db, err, sizeof err)) goto fail;
+    size_t used = (size_t)snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO renders(image_id, assignment_id, status, box_x, "
+                                   "box_y, box_w, box_h, score, landmarks, visibility, coverage, output_path, output_hash, "
+                                   "alpha_path, alpha_hash) SELECT image_id, assignment_id, status, box_x, box_y, box_w, "
+                                   "box_h, score, landmarks, visibility, coverage, output_path, output_hash, alpha_path, "
+                                   "alpha_hash FROM (");
+    for (int s = 0; s < nshards; s++) {
+        char attach[64];
+        snprintf(attach, sizeof attach, "ATTACH ? AS shard%d", s);
+        sqlite3_stmt *st;
+        if (db_prepare(db, attach, &st, err, sizeof err)) goto fail;
+        sqlite3_bind_text(st, 1, shards[s], -1, SQLITE_STATIC);
+        int ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_finalize(st);
+        if (!ok) {
+            snprintf(err, sizeof err, "%s: cannot attach: %s", shards[s], sqlite3_errmsg(db));
+            goto fail;
+        }
+        used += (size_t)snprintf(sql + used, sizeof sql - used, "%sSELECT * FROM shard%d.renders", s ? " UNION ALL " : "", s);
+    }
+    snprintf(sql + used, sizeof sql - used, ") ORDER BY image_id");
+    if (db_exec(db, sql, err, sizeof err) || db_commit(db, err, sizeof err)) goto fail;
+    printf("merged %d shard database%s: %d renders rows now\n", nshards, nshards == 1 ? "" : "s", sqlite3_total_changes(db));
+    return EXIT_OK;
+fail:
+    db_rollback(db);
+    log_error("%s", err);
+    return EXIT_BAD_INPUT;
 }

@@ -27,4 +27,12 @@ typedef struct {
  * problems are statuses, not errors. */
 int render_split(sqlite3 *db, long dataset_id, const render_opts *o);
 
+/* A contact sheet of the first n rendered images of split with landmarks and
+ * mask outlines. */
+int render_preview(sqlite3 *db, long dataset_id, const char *split, int n, const char *out_png);
+
+/* Adds the renders rows of shard databases (copies of this one made after
+ * init, each run with --shard K/N) in image order. */
+int render_merge(sqlite3 *db, const char *const *shards, int nshards);
+
 #endif

@@ -274,13 +274,50 @@ static void test_fit_box_matches_detect(void **state)
             assert_true(fabs(fit.pts[i][1] - det.pts[i][1]) < 1e-9);
         }
     }
-    /* Without upsampling the points are dlib's integer pixels. */
+    /* Without upsampling the box is whole pixels of the image. */
     face_fit f0;
     if (lmk_detect(model(), face(), 0, &f0) == 1) {
-        for (int i = 0; i < 68; i++) assert_true(f0.pts[i][0] == floor(f0.pts[i][0]));
         for (int i = 0; i < 4; i++) assert_true(f0.box[i] == floor(f0.box[i]));
+        assert_plausible(&f0, face()->w, face()->h);
     }
     image_free(&small);
+}
+
+/* The points are dlib::shape_predictor's, unrounded: on the crop upsampled
+ * once (250 x 249 pixels), dlib 19.24's detector and predictor give the box
+ * (35, 35)-(214, 214), confidence 1.152630, and these integer points (made
+ * with dlib's own shape_predictor, load_image into grey, pyramid_up). */
+static const int dlib_pts[68][2] = {
+    {31, 90},   {32, 114},  {34, 137},  {36, 160},  {42, 183},  {54, 203},  {72, 220},  {91, 235},
+    {114, 241}, {138, 237}, {160, 225}, {181, 210}, {195, 191}, {204, 169}, {210, 145}, {215, 122},
+    {218, 98},  {45, 71},   {57, 59},   {74, 57},   {90, 60},   {106, 67},  {146, 70},  {161, 64},
+    {178, 64},  {194, 67},  {204, 79},  {125, 87},  {124, 104}, {124, 121}, {123, 138}, {102, 145},
+    {111, 148}, {122, 152}, {132, 149}, {142, 147}, {62, 85},   {73, 79},   {87, 80},   {98, 90},
+    {85, 91},   {72, 90},   {149, 93},  {161, 84},  {174, 84},  {185, 91},  {174, 95},  {161, 95},
+    {74, 162},  {91, 162},  {108, 162}, {120, 165}, {132, 163}, {148, 163}, {165, 165}, {148, 186},
+    {131, 194}, {118, 195}, {105, 193}, {89, 183},  {80, 164},  {108, 169}, {120, 171}, {132, 170},
+    {159, 167}, {131, 183}, {119, 184}, {106, 182},
+};
+
+static void test_matches_dlib(void **state)
+{
+    (void)state;
+    face_fit f;
+    assert_int_equal(lmk_detect(model(), face(), 1, &f), 1);
+    /* resize_image's mapping from the upsampled image back to the crop */
+    const double sx = 123.0 / 249.0, sy = 123.0 / 248.0;
+    assert_true(fabs((f.box[0] - 0.5) / sx + 0.5 - 35) < 1e-9 && fabs((f.box[1] - 0.5) / sy + 0.5 - 35) < 1e-9);
+    assert_true(fabs(f.box[2] / sx - 180) < 1e-9 && fabs(f.box[3] / sy - 180) < 1e-9);
+    assert_true(fabs(f.score - 1.152630) < 1e-6);
+    int fractional = 0;
+    for (int i = 0; i < 68; i++) {
+        double ux = f.pts[i][0] / sx, uy = f.pts[i][1] / sy;
+        if (!(fabs(ux - dlib_pts[i][0]) <= 0.5 + 1e-9 && fabs(uy - dlib_pts[i][1]) <= 0.5 + 1e-9))
+            fail_msg("point %d: (%.3f, %.3f) in the upsampled image, dlib says (%d, %d)", i, ux, uy, dlib_pts[i][0],
+                     dlib_pts[i][1]);
+        fractional += ux != floor(ux) || uy != floor(uy);
+    }
+    assert_true(fractional > 60); /* unrounded */
 }
 
 static void test_fallback_box(void **state)
@@ -484,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_48_grey),
         cmocka_unit_test(test_fallback_agrees),
         cmocka_unit_test(test_fit_box_matches_detect),
+        cmocka_unit_test(test_matches_dlib),
         cmocka_unit_test(test_fallback_box),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_load_errors),

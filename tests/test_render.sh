@@ -20,12 +20,15 @@ q() { sqlite3 "$1" "$2"; }
 dump() { sqlite3 "$1" "SELECT image_id, status, box_x, box_y, box_w, box_h, score, landmarks, visibility, coverage,
     replace(output_path, '$2', ''), output_hash, replace(alpha_path, '$2', ''), alpha_hash FROM renders ORDER BY image_id"; }
 
-echo "1..16"
+echo "1..23"
 check "fixture" "$MS" fixture --layout rafdb --n 600 --seed 5 "$T/raf"
 check "init" "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/raf/protocol.csv" --db "$T/a.sqlite"
 cp "$T/a.sqlite" "$T/b.sqlite"
 cp "$T/a.sqlite" "$T/k.sqlite"
 cp "$T/a.sqlite" "$T/d.sqlite"
+cp "$T/a.sqlite" "$T/s1.sqlite"
+cp "$T/a.sqlite" "$T/s2.sqlite"
+cp "$T/a.sqlite" "$T/merged.sqlite"
 check "render all splits with the fixture's landmarks, 2 threads" \
     "$MS" --split all --landmarks "$T/raf/landmarks.csv" --db "$T/a.sqlite" --out "$T/m1" --threads 2
 grep -q "masked 600 images" "$T/out" && ok "600 images masked" || nok "600 images masked" "$(cat "$T/out")"
@@ -53,6 +56,17 @@ if [ "$partial" -gt 0 ] && [ "$partial" -lt 600 ] && diff -r "$T/m1" "$T/m3" >/d
    [ "$(dump "$T/a.sqlite" "$T/m1")" = "$(dump "$T/k.sqlite" "$T/m3")" ]; then
     ok "killed after $partial rows, rerun: same files and rows as an uninterrupted run"
 else nok "resume after a kill" "partial $partial"; fi
+
+# A cluster array job: two shards into one folder, merged: the same rows as one run.
+check "shard 1/2" "$MS" --split all --landmarks "$T/raf/landmarks.csv" --db "$T/s1.sqlite" --out "$T/m6" --shard 1/2
+check "shard 2/2" "$MS" --split all --landmarks "$T/raf/landmarks.csv" --db "$T/s2.sqlite" --out "$T/m6" --shard 2/2
+check "merge" "$MS" merge --db "$T/merged.sqlite" "$T/s1.sqlite" "$T/s2.sqlite"
+if diff -r "$T/m1" "$T/m6" >/dev/null && [ "$(dump "$T/a.sqlite" "$T/m1")" = "$(dump "$T/merged.sqlite" "$T/m6")" ]; then
+    ok "merged shards: same files and rows as a single run"
+else nok "merged shards equal a single run"; fi
+check "preview contact sheet" "$MS" preview --db "$T/a.sqlite" --split test --n 12 "$T/preview.png"
+check "pattern bank preview" "$MS" patterns --preview "$T/patterns.png" --bank-size 8
+[ -s "$T/preview.png" ] && [ -s "$T/patterns.png" ] && ok "both sheets written" || nok "preview files"
 
 # dlib on a subset: found or fallback, never dropped.
 check "render the test split with dlib" "$MS" --split test --db "$T/d.sqlite" --out "$T/m4" --threads 2
