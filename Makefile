@@ -37,7 +37,8 @@ MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/la
 
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
-         $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks
+         $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
+         $(BUILD)/tests/test_render_inputs
 
 .PHONY: all deps test asan bench demo clean check-tools
 all: $(TOOLS)
@@ -93,7 +94,7 @@ $(BUILD)/tests/test_stats: $(BUILD)/tests/test_stats.o $(STATS_OBJ) $(COMMON_OBJ
 $(BUILD)/tests/test_db: $(BUILD)/tests/test_db.o $(DB_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
-$(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(COMMON_OBJ)
+$(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(BUILD)/tests/imgfix.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/test_fixture: $(BUILD)/tests/test_fixture.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
@@ -103,6 +104,9 @@ $(BUILD)/tests/test_masksynth: $(BUILD)/tests/test_masksynth.o $(MASK_OBJ) $(DB_
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(MASK_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/test_mask: $(BUILD)/tests/test_mask.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(MASK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/test_render_inputs: $(BUILD)/tests/test_render_inputs.o $(BUILD)/tests/imgfix.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(MASK_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/test_landmarks: $(BUILD)/tests/test_landmarks.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)

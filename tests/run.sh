@@ -17,6 +17,7 @@ exec prove --timer \
     "$TEST_BUILD/test_masksynth" \
     "$TEST_BUILD/test_mask" \
     "$TEST_BUILD/test_landmarks" \
+    "$TEST_BUILD/test_render_inputs" \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \
