@@ -105,8 +105,8 @@ struct lmk_predictor {
 
 namespace {
 
-/* Larger upsampled images than this (pixels) are refused with -1. */
-const double MAX_UP_PIXELS = 4.0 * IMAGE_MAX_PIXELS;
+/* lmk_detect refuses (-1) an upsampled image larger than this (pixels). */
+const double MAX_UP_PIXELS = (double)IMAGE_MAX_PIXELS;
 const int MAX_UPSAMPLE = 8;
 /* lmk_fit_box fits on a once-upsampled copy below this box side (pixels). */
 const double FIT_UPSAMPLE_BELOW = 160.0;
@@ -145,6 +145,7 @@ struct lmk_model {
     dlib::matrix<float, 0, 1> shape;  /* scratch of the predictor */
     std::vector<float> features;
     std::vector<const float *> leaf;
+    std::vector<dlib::dpoint> parts;
 };
 
 namespace {
@@ -405,7 +406,7 @@ void run_predictor(lmk_model *m, const dlib::array2d<unsigned char> &img, const 
 bool fit(lmk_model *m, const dlib::array2d<unsigned char> &img, const dlib::rectangle &rect, double sx, double sy,
          face_fit *out)
 {
-    std::vector<dlib::dpoint> parts;
+    std::vector<dlib::dpoint> &parts = m->parts;
     run_predictor(m, img, rect, parts);
     if (parts.size() != 68) return false;
     for (size_t i = 0; i < 68; i++) {
@@ -492,10 +493,7 @@ int lmk_fit_box(lmk_model *m, const image *img, const double box[4], face_fit *o
         int levels = (box[2] < FIT_UPSAMPLE_BELOW || box[3] < FIT_UPSAMPLE_BELOW) && img->w > 1 && img->h > 1 ? 1 : 0;
         std::vector<level_scale> scales;
         const dlib::array2d<unsigned char> *up = upsample(m, levels, scales);
-        if (!up) {
-            levels = 0;
-            up = upsample(m, 0, scales);
-        }
+        if (!up) up = upsample(m, 0, scales); /* too large to upsample: fit on the original */
         double sx, sy;
         total_scale(scales, &sx, &sy);
         face_fit f;
@@ -528,12 +526,14 @@ int lmk_fit_box(lmk_model *m, const image *img, const double box[4], face_fit *o
  *   box_h = (0.966 - 0.240) / (1.0697 - 0.1627) H  = 0.800 H,
  *   box_y = 0.240 H - 0.1627 * 0.800 H             = 0.110 H.
  * So the box is (0.10 W, 0.11 H, 0.80 W, 0.80 H): the mean face then has
- * P0/P16 at 0.12/0.88 of the width, brows at 0.24 and the chin at 0.966 of
- * the height, eyes near 0.40 and the mouth near 0.75. For a non-square crop
- * the box stays square (a face is not stretched by the crop): its side is
- * 0.80 * min(W, H), centred on the same crop point (0.5 W, 0.55 H). Box
- * coordinates follow landmarks.h (pixels x..x+w-1), so the continuous box
- * [0.10 W, 0.90 W] starts at pixel 0.10 W - 0.5 + 0.5 = 0.10 W. */
+ * P0/P16 at 0.12/0.88 of the width, the brow peaks at 0.24, the eyes at 0.36,
+ * the mouth at 0.73 and the chin at 0.966 of the height. For a non-square
+ * crop the box stays square (a face is not stretched by the crop): its side
+ * is 0.80 * min(W, H), centred on the same crop point (0.5 W, 0.55 H).
+ * In landmarks.h's convention a box covers pixels x..x+w-1, the continuous
+ * extent [x, x + w), so these fractions are the box as is; dlib maps box
+ * units 0 and 1 to the centres of the first and last pixels, which moves the
+ * mean face by less than half a pixel. */
 void lmk_fallback_box(int w, int h, double box[4])
 {
     if (!box) return;

@@ -430,7 +430,8 @@ static const cli_opt fixture_opts[] = {{"layout", "rafdb|ferplus", "official lay
 static const cli_opt render_opts_list[] = {
     {"split", "train|val|test|all", "which benchmark split to mask"},
     {"out", "DIR", "folder of masked images and alpha maps (default: masked/ beside the database)"},
-    {"landmarks", "FILE", "use given landmarks (image,x0,y0,...,x67,y67; a fixture's landmarks.csv) instead of dlib"},
+    {"landmarks", "FILE|dataset", "use given landmarks (image,x0,y0,...,x67,y67) instead of dlib; 'dataset': the "
+     "dataset's own landmarks.csv (fixtures have one)"},
     {"predictor", "FILE", "dlib 68-point model (default " LMK_DEFAULT_PREDICTOR ")"},
     {"upsample", "N", "detector upsampling steps (default: 1 for faces of 80 px and more, 2 below)"},
     {"format", "png|jpeg", "masked image format (default png: untouched pixels stay byte-identical)"},

@@ -113,7 +113,7 @@ static void render_one(render_ctx *c, job *j, lmk_model *model)
     if (c->given) {
         long k = strmap_get(c->given, j->name, strlen(j->name));
         if (k < 0) {
-            snprintf(err, sizeof err, "%s: no landmarks for this image in %s", j->name, c->o->landmarks);
+            snprintf(err, sizeof err, "%s: no landmarks for this image in the --landmarks file", j->name);
             set_msg(j, RS_FAILED, err);
             goto out;
         }
@@ -408,7 +408,11 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
     sqlite3_finalize(st);
     st = NULL;
 
-    if (o->landmarks && load_given(o->landmarks, &given, &c.given_pts, &given_names, &given_count, err, sizeof err)) goto out;
+    /* "--landmarks dataset": the landmarks.csv that comes with the dataset (fixtures have one). */
+    char given_path[2048];
+    if (o->landmarks) snprintf(given_path, sizeof given_path, "%s", o->landmarks);
+    if (o->landmarks && !strcmp(o->landmarks, "dataset")) snprintf(given_path, sizeof given_path, "%.2000s/landmarks.csv", root);
+    if (o->landmarks && load_given(given_path, &given, &c.given_pts, &given_names, &given_count, err, sizeof err)) goto out;
     if (o->landmarks) c.given = &given;
     for (long i = 0; i < n && !fer_buf; i++)
         if (!jobs[i].done && !strncmp(jobs[i].rel_path, "fer2013.csv#", 12) &&

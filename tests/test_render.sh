@@ -20,7 +20,7 @@ q() { sqlite3 "$1" "$2"; }
 dump() { sqlite3 "$1" "SELECT image_id, status, box_x, box_y, box_w, box_h, score, landmarks, visibility, coverage,
     replace(output_path, '$2', ''), output_hash, replace(alpha_path, '$2', ''), alpha_hash FROM renders ORDER BY image_id"; }
 
-echo "1..23"
+echo "1..24"
 check "fixture" "$MS" fixture --layout rafdb --n 600 --seed 5 "$T/raf"
 check "init" "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/raf/protocol.csv" --db "$T/a.sqlite"
 cp "$T/a.sqlite" "$T/b.sqlite"
@@ -30,7 +30,15 @@ cp "$T/a.sqlite" "$T/s1.sqlite"
 cp "$T/a.sqlite" "$T/s2.sqlite"
 cp "$T/a.sqlite" "$T/merged.sqlite"
 check "render all splits with the fixture's landmarks, 2 threads" \
-    "$MS" --split all --landmarks "$T/raf/landmarks.csv" --db "$T/a.sqlite" --out "$T/m1" --threads 2
+    "$MS" --split all --landmarks dataset --db "$T/a.sqlite" --out "$T/m1" --threads 2
+# The same command from two folders with relative paths, at 1 and 2 threads: byte-identical databases.
+mkdir -p "$T/w1" "$T/w2"
+cp "$T/b.sqlite" "$T/w1/x.sqlite"
+cp "$T/b.sqlite" "$T/w2/x.sqlite"
+(cd "$T/w1" && "$OLDPWD/$MS" --split all --landmarks dataset --db x.sqlite --out out --threads 1 >/dev/null 2>&1)
+(cd "$T/w2" && "$OLDPWD/$MS" --split all --landmarks dataset --db x.sqlite --out out --threads 2 >/dev/null 2>&1)
+cmp -s "$T/w1/x.sqlite" "$T/w2/x.sqlite" && diff -r "$T/w1/out" "$T/w2/out" >/dev/null \
+    && ok "databases and files byte-identical at 1 and 2 threads" || nok "byte-identical databases at 1 and 2 threads"
 grep -q "masked 600 images" "$T/out" && ok "600 images masked" || nok "600 images masked" "$(cat "$T/out")"
 check "the same with 1 thread" "$MS" render --split all --landmarks "$T/raf/landmarks.csv" --db "$T/b.sqlite" \
     --out "$T/m2" --threads 1

@@ -31,8 +31,10 @@ src=$here/dlib_bare.cpp
 
 if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ]; then
     mkdir -p "$BUILD/perf"
-    # libdlib's headers call BLAS (cblas_dgemm) and LAPACK (dgesvd_) directly.
-    $CXX -std=c++17 -O2 -Wall -Wextra -Werror "$src" -o "$bin.tmp.$$" -ldlib -lblas -llapack
+    # dlib's headers call BLAS (cblas_dgemm) and LAPACK (dgesvd_) directly; the
+    # runtime libraries (libblas3, liblapack3: dependencies of libdlib) are named
+    # by soname, so libblas-dev / liblapack-dev are not needed.
+    $CXX -std=c++17 -O2 -Wall -Wextra -Werror "$src" -o "$bin.tmp.$$" -ldlib -l:libblas.so.3 -l:liblapack.so.3
     mv "$bin.tmp.$$" "$bin"
 fi
 
