@@ -19,7 +19,7 @@ MASK_LIBS := -ldlib -llapack -lblas -lstdc++
 # Debian packages, by name. python3-* are the test oracles (scikit-learn,
 # statsmodels); perl provides prove, the TAP test runner.
 DEB_PACKAGES := build-essential pkg-config libgsl-dev libsqlite3-dev sqlite3 libcmocka-dev \
-                libpng-dev libjpeg62-turbo-dev zlib1g-dev libdlib-dev libdlib-data \
+                libpng-dev libjpeg62-turbo-dev zlib1g-dev libdlib-dev libdlib-data libblas-dev liblapack-dev \
                 perl python3 python3-numpy python3-scipy python3-pandas python3-sklearn python3-statsmodels
 
 COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log.c common/cli.c common/numfmt.c \

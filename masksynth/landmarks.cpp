@@ -546,3 +546,53 @@ void lmk_fallback_box(int w, int h, double box[4])
 }
 
 } /* extern "C" */
+
+/* ---- dlib's own shape_predictor, for the parity test ------------------------
+ * lmk_fit_box evaluates dlib's model with its own compact tree walk (faster,
+ * same arithmetic). This runs dlib::shape_predictor itself on the same pixels
+ * and box, so tests can check the two agree on every image they try. */
+struct lmk_reference {
+    dlib::shape_predictor sp;
+};
+
+extern "C" {
+
+lmk_reference *lmk_reference_load(const char *predictor_path, char *err, size_t errlen)
+{
+    try {
+        auto *r = new lmk_reference;
+        dlib::deserialize(predictor_path) >> r->sp;
+        return r;
+    } catch (std::exception &e) {
+        set_err(err, errlen, "%s: %s", predictor_path, e.what());
+        return nullptr;
+    }
+}
+
+void lmk_reference_free(lmk_reference *r) { delete r; }
+
+int lmk_reference_fit(lmk_reference *r, lmk_model *m, const image *img, const double box[4], double pts[68][2])
+{
+    if (!r || !m || !valid_image(img) || !box || box[2] <= 0 || box[3] <= 0) return -1;
+    try {
+        /* The same grey image, upsampling and box mapping as lmk_fit_box. */
+        to_grey(img, m->grey);
+        int levels = (box[2] < FIT_UPSAMPLE_BELOW || box[3] < FIT_UPSAMPLE_BELOW) && img->w > 1 && img->h > 1 ? 1 : 0;
+        std::vector<level_scale> scales;
+        const dlib::array2d<unsigned char> *up = upsample(m, levels, scales);
+        if (!up) up = upsample(m, 0, scales);
+        double sx, sy;
+        total_scale(scales, &sx, &sy);
+        dlib::full_object_detection d = r->sp(*up, box_to_rect(box, sx, sy));
+        if (d.num_parts() != 68) return -1;
+        for (int i = 0; i < 68; i++) {
+            pts[i][0] = (double)d.part((unsigned long)i).x() * sx;
+            pts[i][1] = (double)d.part((unsigned long)i).y() * sy;
+        }
+        return 1;
+    } catch (...) {
+        return -1;
+    }
+}
+
+} // extern "C"

@@ -29,6 +29,14 @@ int lmk_detect(lmk_model *m, const image *img, int upsample, face_fit *out);
 /* Fits the 68 points inside a given box (used with the fallback box). */
 int lmk_fit_box(lmk_model *m, const image *img, const double box[4], face_fit *out);
 
+/* dlib's own shape_predictor on the same pixels and box as lmk_fit_box (which
+ * evaluates the same model with a faster tree walk): for parity tests. dlib
+ * rounds its points to whole (upsampled) pixels. */
+typedef struct lmk_reference lmk_reference;
+lmk_reference *lmk_reference_load(const char *predictor_path, char *err, size_t errlen);
+void lmk_reference_free(lmk_reference *r);
+int lmk_reference_fit(lmk_reference *r, lmk_model *m, const image *img, const double box[4], double pts[68][2]);
+
 /* MASKS.md's fallback box for an aligned crop where no face is detected: the
  * box the dlib mean shape fits (P8 at 1.07 of box height, brows at 0.16,
  * P0/P16 at (0.03, 0.32)/(0.97, 0.32)). */

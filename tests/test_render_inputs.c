@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "../common/util.h"
 #include "../db/db.h"
 #include "../masksynth/dataset.h"
+#include "../masksynth/face.h"
 #include "../masksynth/ingest.h"
 #include "../masksynth/landmarks.h"
 #include "../masksynth/mask.h"
@@ -64,6 +66,51 @@ static void test_masks_on_a_real_face(void **state)
         }
     lmk_free(m);
     image_free(&face);
+}
+
+/* landmarks.cpp walks dlib's trees itself (faster); here dlib's own
+ * shape_predictor runs on the same pixels and boxes: the points must agree to
+ * dlib's rounding (half an upsampled pixel). */
+static void test_landmarks_match_dlib_itself(void **state)
+{
+    (void)state;
+    char err[1024];
+    lmk_model *m = lmk_load(LMK_DEFAULT_PREDICTOR, err, sizeof err);
+    lmk_reference *ref = lmk_reference_load(LMK_DEFAULT_PREDICTOR, err, sizeof err);
+    if (!m || !ref) fail_msg("%s", err);
+    double worst = 0;
+    int faces = 0;
+    for (int i = 0; i < 41; i++) {
+        image img;
+        if (i == 0) assert_int_equal(image_load(FACE, &img, err, sizeof err), IMAGE_OK);
+        else {
+            int side = i % 2 ? 100 : 48, c = i % 2 ? 3 : 1;
+            face_params p;
+            double truth[68][2];
+            face_params_from_seed(&p, (uint64_t)i * 7919);
+            assert_int_equal(image_alloc(&img, side, side, c), 0);
+            face_draw(&img, &p, i % 7, (uint64_t)i, truth);
+        }
+        face_fit fit;
+        int side = img.w < img.h ? img.w : img.h;
+        if (lmk_detect(m, &img, side >= 80 ? 1 : 2, &fit) != 1) lmk_fallback_box(img.w, img.h, fit.box);
+        double ours[68][2], theirs[68][2];
+        assert_int_equal(lmk_fit_box(m, &img, fit.box, &fit), 1);
+        memcpy(ours, fit.pts, sizeof ours);
+        assert_int_equal(lmk_reference_fit(ref, m, &img, fit.box, theirs), 1);
+        double tol = fit.box[2] < 160 ? 0.25 : 0.5;  /* half a pixel of the image the predictor saw */
+        for (int k = 0; k < 68; k++)
+            for (int a = 0; a < 2; a++) {
+                double d = fabs(ours[k][a] - theirs[k][a]);
+                if (d > worst) worst = d;
+                if (d > tol + 1e-9) fail_msg("image %d, point %d: ours %.3f, dlib %.3f", i, k, ours[k][a], theirs[k][a]);
+            }
+        faces++;
+        image_free(&img);
+    }
+    print_message("# %d images: largest difference from dlib's shape_predictor %.3f px\n", faces, worst);
+    lmk_reference_free(ref);
+    lmk_free(m);
 }
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -205,6 +252,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_masks_on_a_real_face),
+        cmocka_unit_test(test_landmarks_match_dlib_itself),
         cmocka_unit_test(test_bad_images_through_the_pipeline),
     };
     return cmocka_run_group_tests_name("render_inputs", tests, NULL, NULL);
