@@ -25,7 +25,7 @@
 #include "plan.h"
 #include "store.h"
 
-#define CHUNK 256
+#define CHUNK 512
 enum rstatus { RS_OK, RS_FALLBACK, RS_NO_FACE, RS_BAD_IMAGE, RS_FAILED };
 static const char *const rstatus_name[5] = {"ok", "fallback_box", "no_face", "bad_image", "failed"};
 
