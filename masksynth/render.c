@@ -1,5 +1,6 @@
 #include "render.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -265,6 +266,21 @@ static int mkdirs(const char *path)
     return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
 }
 
+/* Temporary files of a run killed while writing ("<name>.tmp.<pid>"). */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(dp)))
+        if (strstr(e->d_name, ".tmp.")) {
+            snprintf(path, sizeof path, "%.2000s/%.1000s", dir, e->d_name);
+            remove(path);
+        }
+    closedir(dp);
+}
+
 /* A row exists and both files hold the recorded bytes: nothing to do. */
 static int already_done(const char *path, const char *hash)
 {
@@ -431,6 +447,7 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
             snprintf(err, sizeof err, "%.1900s: cannot create: %s", dir, strerror(errno));
             goto out;
         }
+        remove_stale_temps(dir);
     }
 
     progress prog;

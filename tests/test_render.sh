@@ -59,6 +59,7 @@ grep -q "masked 0 images.*600 already done" "$T/out" && ok "it reports 600 alrea
 { FERBENCH_FAULT=after-first-chunk "$MS" --split all --landmarks "$T/raf/landmarks.csv" --db "$T/k.sqlite" \
     --out "$T/m3" >/dev/null 2>&1; } 2>/dev/null
 partial=$(q "$T/k.sqlite" "SELECT count(*) FROM renders")
+echo junk >"$T/m3/train/train_00001.png.tmp.99999"  # as if killed while writing a file
 check "rerun after a kill" "$MS" --split all --landmarks "$T/raf/landmarks.csv" --db "$T/k.sqlite" --out "$T/m3"
 if [ "$partial" -gt 0 ] && [ "$partial" -lt 600 ] && diff -r "$T/m1" "$T/m3" >/dev/null &&
    [ "$(dump "$T/a.sqlite" "$T/m1")" = "$(dump "$T/k.sqlite" "$T/m3")" ]; then
