@@ -434,6 +434,7 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
         if (!jobs[i].done && !strncmp(jobs[i].rel_path, "fer2013.csv#", 12) &&
             fer2013_rows(root, &fer_buf, &c.fer_rows, &c.fer_nrows, err, sizeof err)) goto out;
     int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
+    double t_load = now_seconds();
     if (!o->landmarks && todo > 0) {
         c.models = xcalloc((size_t)threads, sizeof *c.models);
         for (nmodels = 0; nmodels < threads; nmodels++)
@@ -450,6 +451,8 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
         remove_stale_temps(dir);
     }
 
+    t_load = now_seconds() - t_load;
+    double t_start = now_seconds();
     progress prog;
     long done_count = 0;
     progress_start(&prog, "masking", n);
@@ -485,9 +488,12 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
     long count[5] = {0};
     for (long i = 0; i < n; i++)
         if (!jobs[i].done) count[jobs[i].status]++;
+    double t_work = now_seconds() - t_start;
     printf("masked %ld image%s of split %s (ok %ld, fallback_box %ld, bad_image %ld, failed %ld); %ld already done\n",
            todo, todo == 1 ? "" : "s", o->split, count[RS_OK], count[RS_FALLBACK], count[RS_BAD_IMAGE], count[RS_FAILED],
            skipped);
+    printf("time: %.2f s masking (%.1f images/s), %.2f s loading the landmark model\n", t_work,
+           t_work > 0 ? (double)todo / t_work : 0.0, t_load);
     long shown = 0;
     for (long i = 0; i < n && shown < 10; i++)
         if (!jobs[i].done && jobs[i].message) {
