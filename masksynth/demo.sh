@@ -1,11 +1,12 @@
 #!/bin/sh
 # make demo, part 1: masksynth on its embedded default, a synthetic RAF-DB
 # fixture: ingestion with the protocol check, split, identity groups,
-# identity-disjoint patterns, audit, verify and a manifest. Outputs in build/demo/.
+# identity-disjoint patterns, audit, verify, a manifest, then the masks of the
+# test split and a contact sheet. Outputs in build/demo/.
 set -e
 cd "$(dirname "$0")/.."
 D=build/demo
-rm -rf "$D/rafdb-fixture" "$D/masksynth.sqlite" "$D/rafdb-fixture-manifest.csv"
+rm -rf "$D/rafdb-fixture" "$D/masksynth.sqlite" "$D/rafdb-fixture-manifest.csv" "$D/masked"
 mkdir -p "$D"
 step() { printf '\n== %s\n$ %s\n' "$1" "$2"; }
 
@@ -27,3 +28,12 @@ step "5. a manifest others can re-create the split and patterns from" \
      "bin/masksynth manifest --db $D/masksynth.sqlite --out $D/rafdb-fixture-manifest.csv"
 bin/masksynth manifest --db "$D/masksynth.sqlite" --out "$D/rafdb-fixture-manifest.csv"
 head -4 "$D/rafdb-fixture-manifest.csv"
+
+step "6. mask the test split: dlib landmarks, each image's assigned pattern, alpha maps, database rows" \
+     "bin/masksynth --split test --db $D/masksynth.sqlite --out $D/masked"
+bin/masksynth --split test --db "$D/masksynth.sqlite" --out "$D/masked"
+
+step "7. a contact sheet to look at, and the pattern bank" \
+     "bin/masksynth preview --split test --n 36 $D/preview.png; bin/masksynth patterns --preview $D/patterns.png"
+bin/masksynth preview --db "$D/masksynth.sqlite" --split test --n 36 "$D/preview.png"
+bin/masksynth patterns --preview "$D/patterns.png"
