@@ -365,8 +365,7 @@ static int cmd_render(const cli_args *a)
                      .predictor = cli_get(a, "predictor") ? cli_get(a, "predictor") : LMK_DEFAULT_PREDICTOR,
                      .landmarks = cli_get(a, "landmarks"), .upsample = (int)upsample,
                      .jpeg_quality = format == 1 ? (int)quality : 0, .threads = (int)threads,
-                     .shard = (int)shard - (nshards > 1 ? 1 : 0), .nshards = (int)nshards, .argv_json = argv_json};
-    if (nshards == 1) o.shard = 0;
+                     .shard = nshards > 1 ? (int)shard - 1 : 0, .nshards = (int)nshards, .argv_json = argv_json};
     int rc = render_split(db, ds, &o);
     db_close(db);
     return rc;
