@@ -26,6 +26,7 @@ COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log
               common/sha256.c common/image.c
 STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
 DB_SRC     := db/db.c
+ENGINE_SRC := engine/model.c engine/safetensors.c
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 
@@ -33,12 +34,13 @@ obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 STATS_OBJ  := $(call obj,$(STATS_SRC))
 DB_OBJ     := $(call obj,$(DB_SRC)) $(BUILD)/db_schema_sql.o
+ENGINE_OBJ := $(call obj,$(ENGINE_SRC))
 MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/landmarks.o
 
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
-         $(BUILD)/tests/test_render_inputs
+         $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine
 
 .PHONY: all deps test asan bench demo clean check-tools
 all: $(TOOLS)
@@ -92,6 +94,9 @@ $(BUILD)/tests/test_stats: $(BUILD)/tests/test_stats.o $(STATS_OBJ) $(COMMON_OBJ
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/test_db: $(BUILD)/tests/test_db.o $(DB_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/test_engine: $(BUILD)/tests/test_engine.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(BUILD)/tests/imgfix.o $(COMMON_OBJ)

@@ -18,6 +18,7 @@ exec prove --timer \
     "$TEST_BUILD/test_mask" \
     "$TEST_BUILD/test_landmarks" \
     "$TEST_BUILD/test_render_inputs" \
+    "$TEST_BUILD/test_engine" \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \
