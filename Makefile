@@ -20,7 +20,7 @@ MASK_LIBS := -ldlib -llapack -lblas -lstdc++
 # statsmodels); perl provides prove, the TAP test runner.
 DEB_PACKAGES := build-essential pkg-config libgsl-dev libsqlite3-dev sqlite3 libcmocka-dev \
                 libpng-dev libjpeg62-turbo-dev zlib1g-dev libdlib-dev libdlib-data libblas-dev liblapack-dev \
-                perl python3 python3-numpy python3-scipy python3-pandas python3-sklearn python3-statsmodels
+                perl python3 python3-numpy python3-scipy python3-pandas python3-sklearn python3-statsmodels python3-torch
 
 COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log.c common/cli.c common/numfmt.c \
               common/sha256.c common/image.c
@@ -40,7 +40,7 @@ MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/la
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
-         $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine
+         $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights
 
 .PHONY: all deps test asan bench demo clean check-tools
 all: $(TOOLS)
@@ -98,6 +98,9 @@ $(BUILD)/tests/test_db: $(BUILD)/tests/test_db.o $(DB_OBJ)
 
 $(BUILD)/tests/test_engine: $(BUILD)/tests/test_engine.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/write_weights: $(BUILD)/tests/write_weights.o $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(BUILD)/tests/imgfix.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)

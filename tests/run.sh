@@ -22,4 +22,5 @@ exec prove --timer \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \
-    tests/test_oracle.py
+    tests/test_oracle.py \
+    tests/test_interop.py
