@@ -19,6 +19,8 @@ exec prove --timer \
     "$TEST_BUILD/test_landmarks" \
     "$TEST_BUILD/test_render_inputs" \
     "$TEST_BUILD/test_engine" \
+    "$TEST_BUILD/test_ops_conv" \
+    "$TEST_BUILD/test_ops_misc" \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \

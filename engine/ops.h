@@ -1,0 +1,90 @@
+/* ops.h: the operations of MODEL.md, forward and backward, on NCHW float32
+ * buffers (the CPU reference; the CUDA backend will implement the same list).
+ *
+ * Shapes are explicit. Forward writes its output. Backward writes the input
+ * gradients (dx, and the broadcast operands' da / ds of the products) in full
+ * and ADDS (+=) into parameter gradients (conv, batch norm and linear weights
+ * and biases), so gradients of shared parameters accumulate; callers zero them
+ * once per step. Gradient pointers of inputs may be NULL to skip them; gamma
+ * and beta may be NULL (1 and 0). Scratch comes back holding junk.
+ * Scratch needs are stated per op; nothing allocates on the hot path except
+ * where noted. */
+#ifndef FB_OPS_H
+#define FB_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct { int n, c, h, w; } shape4;
+
+static inline size_t shape4_numel(shape4 s) { return (size_t)s.n * (size_t)s.c * (size_t)s.h * (size_t)s.w; }
+
+/* ---- convolution: kernel k (odd), stride s, padding k/2, optional bias ----
+ * x [N,C,H,W], w [OC,C,k,k], b [OC] or NULL -> y [N,OC,OH,OW], OH = (H + 2*(k/2) - k)/s + 1.
+ * scratch: conv2d_scratch_floats(xs, k, s) floats (im2col of one image). */
+size_t conv2d_scratch_floats(shape4 xs, int k, int stride);
+shape4 conv2d_out_shape(shape4 xs, int oc, int k, int stride);
+void conv2d_fwd(const float *x, shape4 xs, const float *w, const float *b, int oc, int k, int stride, float *y,
+                float *scratch);
+/* dx may be NULL (first layer); db may be NULL when there is no bias. */
+void conv2d_bwd(const float *x, shape4 xs, const float *w, int oc, int k, int stride, const float *dy, float *dx,
+                float *dw, float *db, float *scratch);
+
+/* ---- batch norm over (N,H,W) per channel, eps, momentum as PyTorch ----
+ * Training normalises with the biased batch variance and updates running_var
+ * with the unbiased one; save_mean / save_invstd [C] are kept for backward. */
+void batchnorm_fwd_train(const float *x, shape4 s, const float *gamma, const float *beta, float *running_mean,
+                         float *running_var, float momentum, float eps, float *y, float *save_mean, float *save_invstd);
+void batchnorm_fwd_eval(const float *x, shape4 s, const float *gamma, const float *beta, const float *running_mean,
+                        const float *running_var, float eps, float *y);
+void batchnorm_bwd(const float *x, shape4 s, const float *gamma, const float *save_mean, const float *save_invstd,
+                   const float *dy, float *dx, float *dgamma, float *dbeta);
+
+/* ---- elementwise ---- */
+void relu_fwd(const float *x, size_t n, float *y);
+void relu_bwd(const float *y, const float *dy, size_t n, float *dx);          /* from the output */
+void sigmoid_fwd(const float *x, size_t n, float *y);
+void sigmoid_bwd(const float *y, const float *dy, size_t n, float *dx);       /* from the output */
+
+/* ---- resampling ---- */
+/* 2x2 max pool, stride 2 (H, W even): y [N,C,H/2,W/2]; argmax [numel(y)] index into x. */
+void maxpool2_fwd(const float *x, shape4 xs, float *y, int32_t *argmax);
+void maxpool2_bwd(const int32_t *argmax, const float *dy, shape4 ys, float *dx, shape4 xs);  /* dx zeroed inside */
+/* nearest-neighbour x2: y [N,C,2H,2W] */
+void upsample2_fwd(const float *x, shape4 xs, float *y);
+void upsample2_bwd(const float *dy, shape4 xs, float *dx);                     /* xs: the input's shape */
+
+/* ---- channel concat: y = cat[a, b] along C ---- */
+void concat_fwd(const float *a, int ca, const float *b, int cb, int n, int h, int w, float *y);
+void concat_bwd(const float *dy, int ca, int cb, int n, int h, int w, float *da, float *db);
+
+/* ---- quadrants (q = 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; H, W even) ---- */
+void quadrant_crop(const float *x, shape4 xs, int q, float *y);                 /* y [N,C,H/2,W/2] */
+void quadrant_assemble(const float *y, shape4 xs, int q, float *x);             /* writes quadrant q of x */
+
+/* ---- broadcast products ---- */
+/* y = r * a with a [N,1,H,W] broadcast over channels. */
+void mul_spatial_fwd(const float *r, shape4 rs, const float *a, float *y);
+void mul_spatial_bwd(const float *r, shape4 rs, const float *a, const float *dy, float *dr, float *da);
+/* y = r * s with s [N,C] broadcast over H, W. */
+void mul_channel_fwd(const float *r, shape4 rs, const float *s, float *y);
+void mul_channel_bwd(const float *r, shape4 rs, const float *s, const float *dy, float *dr, float *ds);
+
+/* ---- pooling to vectors ---- */
+void avgpool_global_fwd(const float *x, shape4 xs, float *y);                   /* y [N,C] */
+void avgpool_global_bwd(const float *dy, shape4 xs, float *dx);
+/* block mean of (H/g x W/g) cells -> y [N,C,g,g] (H, W multiples of g) */
+void avgpool_block_fwd(const float *x, shape4 xs, int g, float *y);
+void avgpool_block_bwd(const float *dy, shape4 xs, int g, float *dx);
+
+/* ---- linear: x [N,IN], w [OUT,IN], b [OUT] -> y [N,OUT] ---- */
+void linear_fwd(const float *x, int n, int in, const float *w, const float *b, int out, float *y);
+void linear_bwd(const float *x, int n, int in, const float *w, int out, const float *dy, float *dx, float *dw,
+                float *db);
+
+/* ---- losses (means as PyTorch's defaults); each returns the loss and writes
+ * d(loss)/d(input) scaled by `scale` (the loss weight) ---- */
+float softmax_ce(const float *logits, int n, int k, const int *labels, float scale, float *dlogits);
+float mse(const float *a, const float *target, size_t n, float scale, float *da);
+
+#endif

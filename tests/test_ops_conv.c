@@ -1,0 +1,458 @@
+/* Unit tests of engine/ops_conv.c: conv2d against a naive double-precision
+ * reference, finite-difference gradient checks of conv2d, batch norm (train)
+ * and linear, accumulation of parameter gradients, batch-norm running
+ * statistics (unbiased variance) and eval mode, and degenerate shapes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rng.h"
+#include "../engine/ops.h"
+
+/* Finite differences: central, step H on float inputs, loss evaluated from
+ * float outputs (accumulated in double). Pass when
+ * |num - ana| <= FD_REL * max(|num|, |ana|) + FD_ABS * max(1, max|ana|). */
+#define FD_H 1e-2f
+#define FD_REL 2e-2
+#define FD_ABS 1e-3
+
+static float *randv(rng_t *r, size_t n, double lo, double hi)
+{
+    float *v = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(lo + (hi - lo) * rng_uniform(r));
+    return v;
+}
+
+static float *zerov(size_t n)
+{
+    float *v = calloc(n ? n : 1, sizeof(float));
+    assert_non_null(v);
+    return v;
+}
+
+static double dot_fd(const float *y, const float *r, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)y[i] * (double)r[i];
+    return s;
+}
+
+/* Perturbs p[0..n) one at a time, evaluating loss(ctx); compares with ana. */
+static void grad_check(const char *what, float *p, size_t n, const float *ana, double (*loss)(void *), void *ctx)
+{
+    double amax = 0.0;
+    for (size_t i = 0; i < n; i++)
+        amax = fmax(amax, fabs(ana[i]));
+    double floor_ = FD_ABS * fmax(1.0, amax), worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float keep = p[i];
+        p[i] = keep + FD_H;
+        double lp = loss(ctx);
+        p[i] = keep - FD_H;
+        double lm = loss(ctx);
+        p[i] = keep;
+        double num = (lp - lm) / (2.0 * (double)FD_H);
+        double err = fabs(num - ana[i]), tol = FD_REL * fmax(fabs(num), fabs(ana[i])) + floor_;
+        worst = fmax(worst, err / tol);
+        if (err > tol)
+            fail_msg("%s[%zu]: numeric %.8g, analytic %.8g (error %.3g > tolerance %.3g)", what, i, num, ana[i], err,
+                     tol);
+    }
+    (void)worst;
+}
+
+/* Close within rel of the tensor's scale (used where sgemm's accumulation order differs). */
+static void assert_close_v(const char *what, const float *got, const float *want, size_t n, double rel)
+{
+    double amax = 0.0;
+    for (size_t i = 0; i < n; i++)
+        amax = fmax(amax, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)got[i] - want[i]) > rel * fmax(amax, 1e-30))
+            fail_msg("%s[%zu]: got %.9g, want %.9g", what, i, got[i], want[i]);
+}
+
+/* ---- conv2d ---------------------------------------------------------------- */
+
+static void conv_ref(const float *x, shape4 xs, const float *w, const float *b, int oc, int k, int s, double *y)
+{
+    int p = k / 2, oh = (xs.h + 2 * p - k) / s + 1, ow = (xs.w + 2 * p - k) / s + 1;
+    for (int n = 0; n < xs.n; n++)
+        for (int o = 0; o < oc; o++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    double acc = b ? b[o] : 0.0;
+                    for (int c = 0; c < xs.c; c++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = oy * s - p + ky, ix = ox * s - p + kx;
+                                if (iy < 0 || iy >= xs.h || ix < 0 || ix >= xs.w)
+                                    continue;
+                                acc += (double)x[(((size_t)n * xs.c + c) * xs.h + iy) * xs.w + ix] *
+                                       (double)w[(((size_t)o * xs.c + c) * k + ky) * k + kx];
+                            }
+                    y[(((size_t)n * oc + o) * oh + oy) * ow + ox] = acc;
+                }
+}
+
+static void check_conv_fwd(rng_t *r, shape4 xs, int oc, int k, int s, int bias)
+{
+    shape4 ys = conv2d_out_shape(xs, oc, k, s);
+    int p = k / 2;
+    assert_int_equal(ys.n, xs.n);
+    assert_int_equal(ys.c, oc);
+    assert_int_equal(ys.h, (xs.h + 2 * p - k) / s + 1);
+    assert_int_equal(ys.w, (xs.w + 2 * p - k) / s + 1);
+    size_t nx = shape4_numel(xs), nw = (size_t)oc * xs.c * k * k, ny = shape4_numel(ys);
+    float *x = randv(r, nx, -1, 1), *w = randv(r, nw, -1, 1), *b = bias ? randv(r, oc, -1, 1) : NULL;
+    float *scratch = randv(r, conv2d_scratch_floats(xs, k, s), -1e3, 1e3); /* garbage: must be overwritten */
+    float *y = randv(r, ny, -1e3, 1e3);
+    double *ref = malloc(ny * sizeof(double));
+    assert_non_null(ref);
+    conv2d_fwd(x, xs, w, b, oc, k, s, y, scratch);
+    conv_ref(x, xs, w, b, oc, k, s, ref);
+    double rmax = 0.0;
+    for (size_t i = 0; i < ny; i++)
+        rmax = fmax(rmax, fabs(ref[i]));
+    for (size_t i = 0; i < ny; i++)
+        if (fabs(y[i] - ref[i]) > 1e-5 * fmax(rmax, 1e-30))
+            fail_msg("conv fwd N%d C%d %dx%d oc%d k%d s%d bias%d: y[%zu] %.9g vs %.9g", xs.n, xs.c, xs.h, xs.w, oc, k,
+                     s, bias, i, y[i], ref[i]);
+    free(x), free(w), free(b), free(scratch), free(y), free(ref);
+}
+
+static void test_conv_fwd_reference(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 1);
+    int sizes[][2] = {{7, 7}, {8, 8}, {5, 6}, {6, 9}};
+    for (int ki = 0; ki < 2; ki++)
+        for (int s = 1; s <= 2; s++)
+            for (int si = 0; si < 4; si++)
+                for (int bias = 0; bias <= 1; bias++) {
+                    shape4 xs = {2, 3, sizes[si][0], sizes[si][1]};
+                    check_conv_fwd(&r, xs, 4, ki ? 3 : 1, s, bias);
+                }
+    /* a wider one, so the GEMM has real depth */
+    shape4 xs = {1, 16, 12, 10};
+    check_conv_fwd(&r, xs, 8, 3, 1, 1);
+    check_conv_fwd(&r, xs, 8, 3, 2, 0);
+}
+
+typedef struct {
+    float *x, *w, *b, *y, *r, *scratch;
+    shape4 xs;
+    int oc, k, s;
+    size_t ny;
+} conv_ctx;
+
+static double conv_loss(void *p)
+{
+    conv_ctx *c = p;
+    conv2d_fwd(c->x, c->xs, c->w, c->b, c->oc, c->k, c->s, c->y, c->scratch);
+    return dot_fd(c->y, c->r, c->ny);
+}
+
+static void check_conv_grad(rng_t *r, shape4 xs, int oc, int k, int s, int bias)
+{
+    conv_ctx c = {0};
+    c.xs = xs, c.oc = oc, c.k = k, c.s = s;
+    shape4 ys = conv2d_out_shape(xs, oc, k, s);
+    size_t nx = shape4_numel(xs), nw = (size_t)oc * xs.c * k * k;
+    c.ny = shape4_numel(ys);
+    c.x = randv(r, nx, -1, 1), c.w = randv(r, nw, -1, 1), c.b = bias ? randv(r, oc, -1, 1) : NULL;
+    c.y = zerov(c.ny), c.r = randv(r, c.ny, -1, 1);
+    c.scratch = zerov(conv2d_scratch_floats(xs, k, s));
+    float *dx = randv(r, nx, -1e3, 1e3), *dw = zerov(nw), *db = zerov(oc);
+    conv2d_bwd(c.x, xs, c.w, oc, k, s, c.r, dx, dw, bias ? db : NULL, c.scratch);
+    grad_check("conv dx", c.x, nx, dx, conv_loss, &c);
+    grad_check("conv dw", c.w, nw, dw, conv_loss, &c);
+    if (bias)
+        grad_check("conv db", c.b, oc, db, conv_loss, &c);
+
+    /* accumulation: a second call adds the same again; dx is rewritten, not accumulated */
+    float *dw1 = malloc(nw * sizeof(float)), *db1 = malloc(oc * sizeof(float)), *dx1 = malloc(nx * sizeof(float));
+    memcpy(dw1, dw, nw * sizeof(float)), memcpy(db1, db, oc * sizeof(float)), memcpy(dx1, dx, nx * sizeof(float));
+    for (size_t i = 0; i < nx; i++)
+        dx[i] = 1e6f; /* garbage: must be fully overwritten */
+    conv2d_bwd(c.x, xs, c.w, oc, k, s, c.r, dx, dw, bias ? db : NULL, c.scratch);
+    assert_memory_equal(dx, dx1, nx * sizeof(float));
+    for (size_t i = 0; i < nw; i++)
+        dw1[i] *= 2.0f;
+    /* sgemm accumulates into C term by term, so the doubling is exact only up to rounding */
+    assert_close_v("conv dw twice", dw, dw1, nw, 1e-5);
+    for (int i = 0; i < oc; i++)
+        assert_true(db[i] == 2.0f * db1[i]); /* db: double sum, then one += : exact */
+    /* dx NULL and db NULL are allowed */
+    conv2d_bwd(c.x, xs, c.w, oc, k, s, c.r, NULL, dw, NULL, c.scratch);
+    for (size_t i = 0; i < nw; i++)
+        dw1[i] *= 1.5f;
+    assert_close_v("conv dw thrice", dw, dw1, nw, 1e-5);
+
+    free(c.x), free(c.w), free(c.b), free(c.y), free(c.r), free(c.scratch);
+    free(dx), free(dw), free(db), free(dw1), free(db1), free(dx1);
+}
+
+static void test_conv_grad(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 2);
+    shape4 a = {2, 3, 5, 6}, b = {1, 2, 6, 6};
+    check_conv_grad(&r, a, 4, 3, 1, 1);
+    check_conv_grad(&r, a, 3, 3, 2, 0);
+    check_conv_grad(&r, b, 3, 1, 1, 1);
+    check_conv_grad(&r, b, 2, 1, 2, 1);
+    check_conv_grad(&r, a, 2, 3, 2, 1);
+}
+
+/* ---- batch norm ------------------------------------------------------------ */
+
+typedef struct {
+    float *x, *gamma, *beta, *y, *r, *rm, *rv, *sm, *si;
+    shape4 s;
+    size_t n;
+} bn_ctx;
+
+static double bn_loss(void *p)
+{
+    bn_ctx *c = p;
+    batchnorm_fwd_train(c->x, c->s, c->gamma, c->beta, c->rm, c->rv, 0.1f, 1e-5f, c->y, c->sm, c->si);
+    return dot_fd(c->y, c->r, c->n);
+}
+
+static void check_bn_grad(rng_t *r, shape4 s)
+{
+    bn_ctx c = {0};
+    c.s = s, c.n = shape4_numel(s);
+    int C = s.c;
+    c.x = randv(r, c.n, -1, 1), c.gamma = randv(r, C, 0.5, 1.5), c.beta = randv(r, C, -0.5, 0.5);
+    c.y = zerov(c.n), c.r = randv(r, c.n, -1, 1), c.rm = zerov(C), c.rv = zerov(C), c.sm = zerov(C),
+    c.si = zerov(C);
+    float *dx = randv(r, c.n, -1e3, 1e3), *dg = zerov(C), *dbt = zerov(C);
+    bn_loss(&c);
+    batchnorm_bwd(c.x, s, c.gamma, c.sm, c.si, c.r, dx, dg, dbt);
+    float *dx1 = malloc(c.n * sizeof(float)), *dg1 = malloc(C * sizeof(float)), *db1 = malloc(C * sizeof(float));
+    memcpy(dx1, dx, c.n * sizeof(float)), memcpy(dg1, dg, C * sizeof(float)), memcpy(db1, dbt, C * sizeof(float));
+    grad_check("bn dx", c.x, c.n, dx, bn_loss, &c);
+    grad_check("bn dgamma", c.gamma, C, dg, bn_loss, &c);
+    grad_check("bn dbeta", c.beta, C, dbt, bn_loss, &c);
+
+    /* accumulation (exact: each is a double sum added once) and dx rewritten */
+    bn_loss(&c);
+    for (size_t i = 0; i < c.n; i++)
+        dx[i] = -7e5f;
+    batchnorm_bwd(c.x, s, c.gamma, c.sm, c.si, c.r, dx, dg, dbt);
+    assert_memory_equal(dx, dx1, c.n * sizeof(float));
+    for (int i = 0; i < C; i++) {
+        assert_true(dg[i] == 2.0f * dg1[i]);
+        assert_true(dbt[i] == 2.0f * db1[i]);
+    }
+    free(c.x), free(c.gamma), free(c.beta), free(c.y), free(c.r), free(c.rm), free(c.rv), free(c.sm), free(c.si);
+    free(dx), free(dg), free(dbt), free(dx1), free(dg1), free(db1);
+}
+
+static void test_bn_grad(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 3);
+    shape4 a = {2, 3, 3, 4}, b = {4, 2, 1, 1}, c = {1, 1, 3, 3};
+    check_bn_grad(&r, a);
+    check_bn_grad(&r, b);
+    check_bn_grad(&r, c);
+}
+
+static void test_bn_running_stats_and_eval(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 4);
+    shape4 s = {3, 2, 2, 3};
+    size_t n = shape4_numel(s), hw = 6, M = 18;
+    float *x = randv(&r, n, -2, 3), *y = zerov(n), *ye = zerov(n);
+    float gamma[2] = {1.25f, 0.75f}, beta[2] = {0.5f, -0.25f};
+    float rm[2] = {0.3f, -0.2f}, rv[2] = {1.5f, 0.8f}, sm[2], si[2];
+    float rm0[2] = {0.3f, -0.2f}, rv0[2] = {1.5f, 0.8f};
+    const float mom = 0.1f, eps = 1e-5f;
+    batchnorm_fwd_train(x, s, gamma, beta, rm, rv, mom, eps, y, sm, si);
+    for (int c = 0; c < 2; c++) {
+        double sum = 0.0, ss = 0.0;
+        for (int b = 0; b < s.n; b++)
+            for (size_t i = 0; i < hw; i++)
+                sum += x[(b * 2 + c) * hw + i];
+        double mean = sum / M;
+        for (int b = 0; b < s.n; b++)
+            for (size_t i = 0; i < hw; i++) {
+                double d = x[(b * 2 + c) * hw + i] - mean;
+                ss += d * d;
+            }
+        double bvar = ss / M, uvar = ss / (M - 1);
+        double want_rm = (1 - 0.1) * rm0[c] + 0.1 * mean, want_rv = (1 - 0.1) * rv0[c] + 0.1 * uvar;
+        assert_true(fabs(rm[c] - want_rm) <= 1e-6 * fmax(1.0, fabs(want_rm)));
+        assert_true(fabs(rv[c] - want_rv) <= 1e-6 * fmax(1.0, fabs(want_rv)));
+        assert_true(fabs(sm[c] - mean) <= 1e-6 * fmax(1.0, fabs(mean)));
+        assert_true(fabs(si[c] - 1.0 / sqrt(bvar + 1e-5)) <= 1e-6 / sqrt(bvar + 1e-5));
+        /* training output uses the biased variance */
+        for (int b = 0; b < s.n; b++)
+            for (size_t i = 0; i < hw; i++) {
+                size_t j = (b * 2 + c) * hw + i;
+                double want = (x[j] - mean) / sqrt(bvar + 1e-5) * gamma[c] + beta[c];
+                assert_true(fabs(y[j] - want) <= 1e-5 * fmax(1.0, fabs(want)));
+            }
+    }
+    /* eval uses the running statistics, not the batch's */
+    batchnorm_fwd_eval(x, s, gamma, beta, rm, rv, eps, ye);
+    for (int c = 0; c < 2; c++)
+        for (int b = 0; b < s.n; b++)
+            for (size_t i = 0; i < hw; i++) {
+                size_t j = (b * 2 + c) * hw + i;
+                double want = (x[j] - (double)rm[c]) / sqrt((double)rv[c] + 1e-5) * gamma[c] + beta[c];
+                assert_true(fabs(ye[j] - want) <= 1e-5 * fmax(1.0, fabs(want)));
+            }
+    /* and eval with running = the batch's mean and biased variance reproduces training */
+    float bm[2], bv[2];
+    for (int c = 0; c < 2; c++)
+        bm[c] = sm[c], bv[c] = (float)(1.0 / ((double)si[c] * si[c]) - 1e-5);
+    batchnorm_fwd_eval(x, s, gamma, beta, bm, bv, eps, ye);
+    assert_close_v("bn eval == train at batch stats", ye, y, n, 1e-5);
+    /* running stats untouched by eval */
+    float rmk[2] = {rm[0], rm[1]}, rvk[2] = {rv[0], rv[1]};
+    batchnorm_fwd_eval(x, s, gamma, beta, rm, rv, eps, ye);
+    assert_memory_equal(rm, rmk, sizeof rm);
+    assert_memory_equal(rv, rvk, sizeof rv);
+    free(x), free(y), free(ye);
+}
+
+/* ---- linear ---------------------------------------------------------------- */
+
+typedef struct {
+    float *x, *w, *b, *y, *r;
+    int n, in, out;
+} lin_ctx;
+
+static double lin_loss(void *p)
+{
+    lin_ctx *c = p;
+    linear_fwd(c->x, c->n, c->in, c->w, c->b, c->out, c->y);
+    return dot_fd(c->y, c->r, (size_t)c->n * c->out);
+}
+
+static void check_linear(rng_t *r, int n, int in, int out)
+{
+    lin_ctx c = {0};
+    c.n = n, c.in = in, c.out = out;
+    size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
+    c.x = randv(r, nx, -1, 1), c.w = randv(r, nw, -1, 1), c.b = randv(r, out, -1, 1);
+    c.y = randv(r, ny, -1e3, 1e3), c.r = randv(r, ny, -1, 1);
+    /* forward against double */
+    linear_fwd(c.x, n, in, c.w, c.b, out, c.y);
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double acc = c.b[o];
+            for (int j = 0; j < in; j++)
+                acc += (double)c.x[(size_t)i * in + j] * c.w[(size_t)o * in + j];
+            assert_true(fabs(c.y[(size_t)i * out + o] - acc) <= 1e-5 * fmax(1.0, fabs(acc)));
+        }
+    float *dx = randv(r, nx, -1e3, 1e3), *dw = zerov(nw), *db = zerov(out);
+    linear_bwd(c.x, n, in, c.w, out, c.r, dx, dw, db);
+    grad_check("linear dx", c.x, nx, dx, lin_loss, &c);
+    grad_check("linear dw", c.w, nw, dw, lin_loss, &c);
+    grad_check("linear db", c.b, out, db, lin_loss, &c);
+    float *dx1 = malloc(nx * sizeof(float)), *dw1 = malloc(nw * sizeof(float)), *db1 = malloc(out * sizeof(float));
+    memcpy(dx1, dx, nx * sizeof(float)), memcpy(dw1, dw, nw * sizeof(float)), memcpy(db1, db, out * sizeof(float));
+    for (size_t i = 0; i < nx; i++)
+        dx[i] = 3e5f;
+    linear_bwd(c.x, n, in, c.w, out, c.r, dx, dw, db);
+    assert_memory_equal(dx, dx1, nx * sizeof(float));
+    for (size_t i = 0; i < nw; i++)
+        dw1[i] *= 2.0f;
+    assert_close_v("linear dw twice", dw, dw1, nw, 1e-5);
+    for (int i = 0; i < out; i++)
+        assert_true(db[i] == 2.0f * db1[i]);
+    /* no bias forward */
+    linear_fwd(c.x, n, in, c.w, NULL, out, c.y);
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double acc = 0.0;
+            for (int j = 0; j < in; j++)
+                acc += (double)c.x[(size_t)i * in + j] * c.w[(size_t)o * in + j];
+            assert_true(fabs(c.y[(size_t)i * out + o] - acc) <= 1e-5 * fmax(1.0, fabs(acc)));
+        }
+    free(c.x), free(c.w), free(c.b), free(c.y), free(c.r), free(dx), free(dw), free(db), free(dx1), free(dw1),
+        free(db1);
+}
+
+static void test_linear(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 5);
+    check_linear(&r, 4, 7, 5);
+    check_linear(&r, 3, 16, 2);
+}
+
+/* ---- degenerate shapes ----------------------------------------------------- */
+
+static void test_tiny_shapes(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 6);
+    /* 1x1 images: a 3x3 kernel sees only its centre tap; stride 2 keeps 1x1 */
+    shape4 one = {1, 1, 1, 1}, one3 = {2, 3, 1, 1}, col1 = {1, 1, 4, 1}, row1 = {1, 1, 1, 5};
+    for (int s = 1; s <= 2; s++)
+        for (int bias = 0; bias <= 1; bias++) {
+            check_conv_fwd(&r, one, 1, 3, s, bias);
+            check_conv_fwd(&r, one, 2, 1, s, bias);
+            check_conv_fwd(&r, one3, 2, 3, s, bias);
+            check_conv_fwd(&r, col1, 1, 3, s, bias);
+            check_conv_fwd(&r, row1, 3, 3, s, bias);
+        }
+    assert_int_equal(conv2d_out_shape(one, 5, 3, 2).h, 1);
+    assert_int_equal(conv2d_out_shape(one, 5, 3, 2).w, 1);
+    assert_int_equal(conv2d_scratch_floats(one, 3, 1), 9);
+    check_conv_grad(&r, one, 1, 3, 1, 1);
+    check_conv_grad(&r, one3, 2, 3, 2, 1);
+    check_conv_grad(&r, col1, 1, 3, 2, 0);
+    check_conv_grad(&r, row1, 2, 3, 1, 1);
+    /* N=1, C=1 batch norm (M = H*W) and 1x1 images across a batch */
+    shape4 bn1 = {1, 1, 2, 2}, bn2 = {2, 1, 1, 1};
+    check_bn_grad(&r, bn1);
+    check_bn_grad(&r, bn2);
+    /* M = 1: output is beta, running_var stays finite (PyTorch refuses this in training) */
+    {
+        float x = 0.7f, g = 2.0f, b = 0.3f, rm = 0.0f, rv = 1.0f, y, sm, si;
+        batchnorm_fwd_train(&x, one, &g, &b, &rm, &rv, 0.1f, 1e-5f, &y, &sm, &si);
+        assert_true(fabsf(y - 0.3f) < 1e-6f);
+        assert_true(isfinite(rv) && isfinite(rm));
+        float dy = 1.0f, dx = 5.0f, dg = 0.0f, dbt = 0.0f;
+        batchnorm_bwd(&x, one, &g, &sm, &si, &dy, &dx, &dg, &dbt);
+        assert_true(fabsf(dx) < 1e-6f && fabsf(dg) < 1e-6f && dbt == 1.0f);
+    }
+    check_linear(&r, 1, 1, 1);
+    check_linear(&r, 1, 3, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_fwd_reference),
+        cmocka_unit_test(test_conv_grad),
+        cmocka_unit_test(test_bn_grad),
+        cmocka_unit_test(test_bn_running_stats_and_eval),
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_tiny_shapes),
+    };
+    return cmocka_run_group_tests_name("ops_conv", tests, NULL, NULL);
+}
