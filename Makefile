@@ -26,7 +26,7 @@ COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log
               common/sha256.c common/image.c
 STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
 DB_SRC     := db/db.c
-ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_misc.c
+ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_misc.c engine/forward.c
 ENGINE_LIBS := -lblas
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
@@ -42,7 +42,7 @@ TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
          $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights \
-         $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc
+         $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/forward_dump
 
 .PHONY: all deps test asan bench demo clean check-tools
 all: $(TOOLS)
@@ -102,6 +102,9 @@ $(BUILD)/tests/test_engine: $(BUILD)/tests/test_engine.o $(ENGINE_OBJ) $(COMMON_
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(ENGINE_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/write_weights: $(BUILD)/tests/write_weights.o $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/forward_dump: $(BUILD)/tests/forward_dump.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/test_ops_conv: $(BUILD)/tests/test_ops_conv.o $(ENGINE_OBJ) $(COMMON_OBJ)

@@ -25,4 +25,5 @@ exec prove --timer \
     tests/test_render.sh \
     tests/test_cli.sh \
     tests/test_oracle.py \
-    tests/test_interop.py
+    tests/test_interop.py \
+    tests/test_forward.py
