@@ -24,6 +24,10 @@ import torch  # noqa: E402
 
 import fopm  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+
+from tap import check, finish, skip  # noqa: E402
+
 BUILD = os.environ.get("TEST_BUILD", "build/tests")
 FD = os.path.join(BUILD, "forward_dump")
 RTOL = 1e-4
@@ -34,22 +38,8 @@ PER_CONFIG = 5
 CONFIGS = ("fopm-tiny", "fopm")
 PLAN = PER_CONFIG * len(CONFIGS)
 
-results = []
 
 
-def check(ok, desc, diag=None):
-    results.append(bool(ok))
-    print("%s %d - %s" % ("ok" if ok else "not ok", len(results), desc))
-    if not ok and diag:
-        for line in str(diag).rstrip().splitlines():
-            print("# " + line)
-    sys.stdout.flush()
-
-
-def skip(n, why):
-    for _ in range(n):
-        results.append(True)
-        print("ok %d # SKIP %s" % (len(results), why))
 
 
 def read_raw(path):
@@ -116,11 +106,7 @@ def main():
                 skip(PER_CONFIG, "fopm: time budget spent")
                 continue
             test_config(cfg, tmp)
-    print("# %d tests, %.1f s" % (len(results), time.time() - t0))
-    if len(results) != PLAN:
-        print("# planned %d, ran %d" % (PLAN, len(results)))
-        return 1
-    return 0 if all(results) else 1
+    return finish(PLAN, t0)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ import torch  # noqa: E402
 
 import fopm  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.getcwd(), "tests"))
+
+from tap import check, finish, skip  # noqa: E402
+
 BUILD = os.environ.get("TEST_BUILD", "build/tests")
 WW = os.path.join(BUILD, "write_weights")
 FOPM_PY = os.path.join("interop", "fopm.py")
@@ -38,17 +42,7 @@ EXPECT = {
 FORWARD_LIMIT_S = 10.0
 PLAN = 29
 
-results = []
 
-
-def check(ok, desc, diag=None):
-    results.append(bool(ok))
-    n = len(results)
-    print("%s %d - %s" % ("ok" if ok else "not ok", n, desc))
-    if not ok and diag:
-        for line in str(diag).rstrip().splitlines():
-            print("# " + line)
-    sys.stdout.flush()
 
 
 def run(args):
@@ -115,9 +109,7 @@ def test_config(cfg, tmp):
         finite = all(bool(torch.isfinite(t).all()) for t in (logits, occ, heat))
         occ_ok = bool(((occ >= 0) & (occ <= 1)).all())
         if dt > FORWARD_LIMIT_S and cfg == "fopm":
-            print("ok %d - %s: forward # SKIP took %.1f s > %.0f s" % (len(results) + 1, cfg, dt,
-                                                                       FORWARD_LIMIT_S))
-            results.append(True)
+            skip(1, "%s: forward took %.1f s > %.0f s" % (cfg, dt, FORWARD_LIMIT_S))
         else:
             check(shapes_ok and finite and occ_ok,
                   "%s: forward shapes logits %s occ %s heat %s, finite, occ in [0,1]"
@@ -217,11 +209,7 @@ def main():
         test_common(tmp)
         for cfg in ("fopm-tiny", "fopm"):
             test_config(cfg, tmp)
-    print("# %d tests, %.1f s" % (len(results), time.time() - t0))
-    if len(results) != PLAN:
-        print("# planned %d, ran %d" % (PLAN, len(results)))
-        return 1
-    return 0 if all(results) else 1
+    return finish(PLAN, t0)
 
 
 if __name__ == "__main__":
