@@ -11,7 +11,7 @@ BUILD   ?= build
 BIN     ?= bin
 OPT     ?= -O2
 SAN     ?=
-CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
 LDFLAGS := $(SAN)
 LDLIBS  := -lpng16 -ljpeg -lz -lgsl -lgslcblas -lsqlite3 -lm -lpthread
 MASK_LIBS := -ldlib -llapack -lblas -lstdc++
@@ -19,15 +19,15 @@ MASK_LIBS := -ldlib -llapack -lblas -lstdc++
 # Debian packages, by name. python3-* are the test oracles (scikit-learn,
 # statsmodels); perl provides prove, the TAP test runner.
 DEB_PACKAGES := build-essential pkg-config libgsl-dev libsqlite3-dev sqlite3 libcmocka-dev \
-                libpng-dev libjpeg62-turbo-dev zlib1g-dev libdlib-dev libdlib-data libblas-dev liblapack-dev \
+                libpng-dev libjpeg62-turbo-dev zlib1g-dev libdlib-dev libdlib-data libblas-dev liblapack-dev libopenblas-dev \
                 perl python3 python3-numpy python3-scipy python3-pandas python3-sklearn python3-statsmodels python3-torch
 
 COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log.c common/cli.c common/numfmt.c \
               common/sha256.c common/image.c
 STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
 DB_SRC     := db/db.c
-ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_misc.c engine/forward.c
-ENGINE_LIBS := -lblas
+ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_misc.c engine/net.c engine/optim.c
+ENGINE_LIBS := -lopenblas
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 
@@ -42,7 +42,8 @@ TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
          $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights \
-         $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/forward_dump
+         $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/forward_dump \
+         $(BUILD)/tests/train_dump
 
 .PHONY: all deps test asan bench demo clean check-tools
 all: $(TOOLS)
@@ -105,6 +106,9 @@ $(BUILD)/tests/write_weights: $(BUILD)/tests/write_weights.o $(ENGINE_OBJ) $(COM
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/forward_dump: $(BUILD)/tests/forward_dump.o $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/train_dump: $(BUILD)/tests/train_dump.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/test_ops_conv: $(BUILD)/tests/test_ops_conv.o $(ENGINE_OBJ) $(COMMON_OBJ)

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "../common/rng.h"
-#include "../engine/forward.h"
+#include "../engine/net.h"
 #include "../engine/model.h"
 #include "../engine/safetensors.h"
 

@@ -26,4 +26,5 @@ exec prove --timer \
     tests/test_cli.sh \
     tests/test_oracle.py \
     tests/test_interop.py \
-    tests/test_forward.py
+    tests/test_forward.py \
+    tests/test_train.py
