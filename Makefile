@@ -11,8 +11,8 @@ BUILD   ?= build
 BIN     ?= bin
 OPT     ?= -O2
 SAN     ?=
-CFLAGS  := -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
-LDFLAGS := $(SAN)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread -fopenmp $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
+LDFLAGS := -fopenmp $(SAN)
 LDLIBS  := -lpng16 -ljpeg -lz -lgsl -lgslcblas -lsqlite3 -lm -lpthread
 MASK_LIBS := -ldlib -llapack -lblas -lstdc++
 
@@ -28,6 +28,9 @@ STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributio
 DB_SRC     := db/db.c
 ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_misc.c engine/net.c engine/optim.c
 ENGINE_LIBS := -lopenblas
+# The data pipeline reads the database, so it is kept apart from ENGINE_OBJ.
+DATA_SRC   := engine/data.c
+FERBENCH_SRC := bench/main.c bench/common.c bench/train.c bench/run.c bench/speed.c
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 
@@ -36,13 +39,16 @@ COMMON_OBJ := $(call obj,$(COMMON_SRC))
 STATS_OBJ  := $(call obj,$(STATS_SRC))
 DB_OBJ     := $(call obj,$(DB_SRC)) $(BUILD)/db_schema_sql.o
 ENGINE_OBJ := $(call obj,$(ENGINE_SRC))
+DATA_OBJ   := $(call obj,$(DATA_SRC))
+FERBENCH_OBJ := $(call obj,$(FERBENCH_SRC))
 MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/landmarks.o
 
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
          $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights \
-         $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/forward_dump \
+         $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/test_ops_threads \
+         $(BUILD)/tests/test_data $(BUILD)/tests/forward_dump \
          $(BUILD)/tests/train_dump
 
 .PHONY: all deps test asan bench demo clean check-tools
@@ -86,9 +92,9 @@ $(BIN)/masksynth: $(BUILD)/masksynth/main.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(MASK_LIBS) $(LDLIBS)
 
-$(BIN)/ferbench: $(BUILD)/bench/main.o $(DB_OBJ) $(COMMON_OBJ)
+$(BIN)/ferbench: $(FERBENCH_OBJ) $(ENGINE_OBJ) $(DATA_OBJ) $(DB_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/test_csv: $(BUILD)/tests/test_csv.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
@@ -108,6 +114,9 @@ $(BUILD)/tests/write_weights: $(BUILD)/tests/write_weights.o $(ENGINE_OBJ) $(COM
 $(BUILD)/tests/forward_dump: $(BUILD)/tests/forward_dump.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
+$(BUILD)/tests/test_data: $(BUILD)/tests/test_data.o $(DATA_OBJ) $(DB_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
+
 $(BUILD)/tests/train_dump: $(BUILD)/tests/train_dump.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
@@ -116,6 +125,13 @@ $(BUILD)/tests/test_ops_conv: $(BUILD)/tests/test_ops_conv.o $(ENGINE_OBJ) $(COM
 
 $(BUILD)/tests/test_ops_misc: $(BUILD)/tests/test_ops_misc.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(ENGINE_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/test_ops_threads: $(BUILD)/tests/test_ops_threads.o $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(ENGINE_LIBS) $(LDLIBS)
+
+# Timing harness of the ops (not part of the suite): make build/tests/bench_ops
+$(BUILD)/tests/bench_ops: $(BUILD)/tests/bench_ops.o $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(BUILD)/tests/imgfix.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)

@@ -1,11 +1,13 @@
-/* ferbench: train and run the FOPM model, import baseline predictions, report.
- * This build carries the command-line surface only; the commands arrive with
- * the engine and report issues. */
+/* ferbench: train and run the FOPM model, import baseline predictions, report. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "../common/cli.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "ferbench.h"
+
+const char *ferbench_argv_json;
 
 static int not_yet(const cli_args *a)
 {
@@ -13,17 +15,70 @@ static int not_yet(const cli_args *a)
     return EXIT_BAD_INPUT;
 }
 
+#define MODEL_OPTS                                                                                                \
+    {"config", "NAME", "fopm (224, width 1.0; the paper) or fopm-tiny (64, 0.125)"},                              \
+        {"size", "S", "input side override (multiple of 32)"}, {"width", "W", "channel multiplier override"},     \
+        {"threads", "N", "CPU threads (default: all; results are identical at any count)"}
+
+static const cli_opt train_opts[] = {
+    {"model", "ours", "the model to train (only MODEL.md's network, 'ours')"},
+    MODEL_OPTS,
+    {"db", "FILE", "database (default db/ferbench.sqlite)"},
+    {"dataset", "NAME", "dataset (default: the only one)"},
+    {"mode", "MODE[:SEED]", "which renders (default: the only mask assignment rendered)"},
+    {"out", "DIR", "checkpoints and log.csv (required)"},
+    {"epochs", "N", "at most N epochs (default 300)"},
+    {"batch", "N", "batch size (default 16; the last partial batch is dropped)"},
+    {"lr", "X", "AdamW learning rate (default 0.002)"},
+    {"lr-step", "N", "multiply the learning rate by --lr-gamma every N epochs (default 6)"},
+    {"lr-gamma", "X", "default 0.2"},
+    {"weight-decay", "X", "decoupled weight decay (default 1e-4)"},
+    {"patience", "N", "stop after N epochs without a better validation accuracy (default 20)"},
+    {"seed", "N", "initialisation, order and flips (default 42)"},
+    {"resume", NULL, "continue DIR/last.ckpt.safetensors after an interruption"},
+    {0},
+};
+
+static const cli_opt run_opts[] = {
+    {"model", "ours", "the model (only 'ours' runs here)"},
+    {"weights", "FILE", "safetensors weights or a training checkpoint (required)"},
+    MODEL_OPTS,
+    {"db", "FILE", "database (default db/ferbench.sqlite)"},
+    {"dataset", "NAME", "dataset (default: the only one)"},
+    {"mode", "MODE[:SEED]", "which renders (default: the only mask assignment rendered)"},
+    {"split", "S", "train, val or test (default test)"},
+    {"batch", "N", "batch size (default 16)"},
+    {"out", "P.csv", "predictions CSV (required)"},
+    {0},
+};
+
+static const cli_opt bench_opts[] = {
+    {"device", "cpu", "cpu (cuda is not built)"},
+    MODEL_OPTS,
+    {"batch", "N[,N...]", "batch sizes (default 16)"},
+    {"mode", "M", "infer, train or both (default both)"},
+    {"iters", "N", "timed repetitions, the median is reported (default 5)"},
+    {"warmup", "N", "untimed repetitions first (default 1)"},
+    {0},
+};
+
 static const cli_opt no_opts[] = {{0}};
 static const cli_command commands[] = {
-    {"train", "", "train the FOPM + EFFM + FERM model (not yet built)", no_opts, 0, -1, not_yet},
-    {"run", "", "predict a split, or import a baseline's predictions (not yet built)", no_opts, 0, -1, not_yet},
-    {"bench", "", "inference and training speed (not yet built)", no_opts, 0, -1, not_yet},
+    {"train", "", "train MODEL.md's network (FOPM + EFFM + FERM) with the paper's protocol", train_opts, 0, 0,
+     cmd_train},
+    {"run", "", "predict a split with trained weights: predictions CSV, database rows, timing", run_opts, 0, 0,
+     cmd_run},
+    {"bench", "", "inference and training-step speed of the engine", bench_opts, 0, 0, cmd_bench},
     {"report", "", "paper-style tables and an HTML page (not yet built)", no_opts, 0, -1, not_yet},
     {0},
 };
 
 int main(int argc, char **argv)
 {
-    return cli_main("ferbench", "Trains and runs the occlusion-aware FER model and reports benchmarks.", commands,
-                    argc, argv);
+    char *args = cli_argv_json(argc, argv);
+    ferbench_argv_json = args;
+    int rc = cli_main("ferbench", "Trains and runs the occlusion-aware FER model and reports benchmarks.", commands,
+                      argc, argv);
+    free(args);
+    return rc;
 }

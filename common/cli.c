@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "numfmt.h"
 #include "util.h"
 
 static void print_command_help(FILE *f, const char *prog, const cli_command *c)
@@ -185,4 +186,26 @@ int cli_get_choice(const cli_args *a, const char *name, const char *choices, int
     }
     log_error("%s: --%s must be one of %s, got '%s'", a->cmd->name, name, choices, v);
     return -1;
+}
+
+char *cli_argv_json(int argc, char **argv)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    fputc('[', f);
+    for (int i = 0, first = 1; i < argc; i++) {
+        if (!strncmp(argv[i], "--threads=", 10)) continue;
+        if (!strcmp(argv[i], "--threads")) {
+            i++;
+            continue;
+        }
+        if (!first) fputs(", ", f);
+        first = 0;
+        json_string(f, argv[i]);
+    }
+    fputc(']', f);
+    fclose(f);
+    return buf;
 }

@@ -50,4 +50,9 @@ int cli_get_long(const cli_args *a, const char *name, long def, long lo, long hi
 /* Returns the index of value in the '|'-separated list choices, or -1 with a message. */
 int cli_get_choice(const cli_args *a, const char *name, const char *choices, int def);
 
+/* argv as a JSON array (malloc'ed) for the tool_runs table. --threads and
+ * its value are left out: they never change results, and recording them
+ * would make databases from different thread counts differ. */
+char *cli_argv_json(int argc, char **argv);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* migrations[v] takes a database from schema version v to v + 1. A new version appends one entry. */
 static const char *const migrations[] = {
@@ -209,6 +210,56 @@ int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_
         sqlite3_finalize(extra);
         sqlite3_finalize(*st);
         *st = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void timestamp_now(char out[32])
+{
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    time_t t = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int db_tool_run_begin(sqlite3 *db, const char *tool, const char *version, const char *args_json, long long *id,
+                      char *err, size_t errlen)
+{
+    char started[32];
+    timestamp_now(started);
+    sqlite3_stmt *st;
+    if (db_prepare(db, "INSERT INTO tool_runs(tool, version, arguments, started) VALUES (?, ?, ?, ?)", &st, err,
+                   errlen))
+        return -1;
+    sqlite3_bind_text(st, 1, tool, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, args_json ? args_json : "[]", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, started, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        if (err) snprintf(err, errlen, "%s: %s", sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
+        return -1;
+    }
+    *id = sqlite3_last_insert_rowid(db);
+    return 0;
+}
+
+int db_tool_run_end(sqlite3 *db, long long id, int exit_code, char *err, size_t errlen)
+{
+    char finished[32];
+    timestamp_now(finished);
+    sqlite3_stmt *st;
+    if (db_prepare(db, "UPDATE tool_runs SET finished = ?, exit_code = ? WHERE id = ?", &st, err, errlen)) return -1;
+    sqlite3_bind_text(st, 1, finished, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, exit_code);
+    sqlite3_bind_int64(st, 3, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        if (err) snprintf(err, errlen, "%s: %s", sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
         return -1;
     }
     return 0;

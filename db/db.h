@@ -37,4 +37,14 @@ int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_
 /* PRAGMA user_version, or -1 if it cannot be read. */
 int db_schema_version(sqlite3 *db);
 
+/* ISO-8601 UTC now; SOURCE_DATE_EPOCH when set, so reruns can be byte-identical. */
+void timestamp_now(char out[32]);
+
+/* A tools_runs row for this invocation (args_json: the command line as a JSON
+ * array), started now; *id gets its rowid. */
+int db_tool_run_begin(sqlite3 *db, const char *tool, const char *version, const char *args_json, long long *id,
+                      char *err, size_t errlen);
+/* Sets finished (now) and exit_code of the row. */
+int db_tool_run_end(sqlite3 *db, long long id, int exit_code, char *err, size_t errlen);
+
 #endif

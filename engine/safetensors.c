@@ -92,18 +92,31 @@ static void sb_json_string(sbuf *b, const char *s)
 
 /* ---- writer ---- */
 
-int safetensors_write(const char *path, const model_params *p, char *err, size_t errlen)
+int safetensors_write_sets(const char *path, const model_params *p, const st_set *sets, int nsets,
+                           const char *const *meta, char *err, size_t errlen)
 {
     sbuf h = {0};
     sb_str(&h, "{\"__metadata__\":{\"format\":\"pt\",\"ferbench.size\":");
-    sb_printf(&h, "\"%d\",\"ferbench.width\":\"%.17g\"}", p->cfg.size, p->cfg.width);
-    for (int i = 0; i < p->n; i++) {
-        const param_entry *e = &p->entries[i];
+    sb_printf(&h, "\"%d\",\"ferbench.width\":\"%.17g\"", p->cfg.size, p->cfg.width);
+    for (int i = 0; meta && meta[i] && meta[i + 1]; i += 2) {
         sb_put(&h, ",", 1);
-        sb_json_string(&h, e->name);
-        sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
-        for (int d = 0; d < e->ndim; d++) sb_printf(&h, d ? ",%d" : "%d", e->shape[d]);
-        sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", e->offset * 4, (e->offset + e->numel) * 4);
+        sb_json_string(&h, meta[i]);
+        sb_put(&h, ":", 1);
+        sb_json_string(&h, meta[i + 1]);
+    }
+    sb_put(&h, "}", 1);
+    for (int s = 0; s < nsets; s++) {
+        size_t base = (size_t)s * p->total;
+        for (int i = 0; i < p->n; i++) {
+            const param_entry *e = &p->entries[i];
+            char name[MODEL_NAME_MAX + 64];
+            snprintf(name, sizeof name, "%s%s", sets[s].prefix, e->name);
+            sb_put(&h, ",", 1);
+            sb_json_string(&h, name);
+            sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+            for (int d = 0; d < e->ndim; d++) sb_printf(&h, d ? ",%d" : "%d", e->shape[d]);
+            sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", (base + e->offset) * 4, (base + e->offset + e->numel) * 4);
+        }
     }
     sb_put(&h, "}", 1);
     while ((8 + h.n) % 8 != 0) sb_put(&h, " ", 1);
@@ -117,15 +130,18 @@ int safetensors_write(const char *path, const model_params *p, char *err, size_t
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
     int ok = fwrite(len8, 1, 8, af.f) == 8 && fwrite(h.s, 1, h.n, af.f) == h.n;
     free(h.s);
-    if (ok && host_is_le()) {
-        ok = fwrite(p->data, sizeof(float), p->total, af.f) == p->total;
-    } else if (ok) {
-        enum { CHUNK = 4096 };
-        unsigned char buf[CHUNK * 4];
-        for (size_t i = 0; ok && i < p->total; i += CHUNK) {
-            size_t m = p->total - i < CHUNK ? p->total - i : CHUNK;
-            for (size_t j = 0; j < m; j++) put_f32_le(buf + 4 * j, p->data[i + j]);
-            ok = fwrite(buf, 4, m, af.f) == m;
+    for (int s = 0; ok && s < nsets; s++) {
+        const float *src = sets[s].data;
+        if (host_is_le()) {
+            ok = fwrite(src, sizeof(float), p->total, af.f) == p->total;
+        } else {
+            enum { CHUNK = 4096 };
+            unsigned char buf[CHUNK * 4];
+            for (size_t i = 0; ok && i < p->total; i += CHUNK) {
+                size_t m = p->total - i < CHUNK ? p->total - i : CHUNK;
+                for (size_t j = 0; j < m; j++) put_f32_le(buf + 4 * j, src[i + j]);
+                ok = fwrite(buf, 4, m, af.f) == m;
+            }
         }
     }
     if (!ok) {
@@ -134,6 +150,28 @@ int safetensors_write(const char *path, const model_params *p, char *err, size_t
         return -1;
     }
     return atomic_commit(&af, err, errlen);
+}
+
+int safetensors_write(const char *path, const model_params *p, char *err, size_t errlen)
+{
+    st_set one = {"", p->data, 1, 0};
+    return safetensors_write_sets(path, p, &one, 1, NULL, err, errlen);
+}
+
+void st_meta_free(st_meta *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->n; i++) free(m->key[i]), free(m->val[i]);
+    free(m->key);
+    free(m->val);
+    memset(m, 0, sizeof *m);
+}
+
+const char *st_meta_get(const st_meta *m, const char *key)
+{
+    for (int i = 0; m && i < m->n; i++)
+        if (!strcmp(m->key[i], key)) return m->val[i];
+    return NULL;
 }
 
 /* ---- strict JSON subset parser ---- */
@@ -156,6 +194,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int failed;
+    st_meta *meta; /* where __metadata__ pairs go, or NULL to discard them */
 } jp;
 
 static int jfail(jp *j, const char *fmt, ...)
@@ -439,11 +478,20 @@ static int parse_metadata(jp *j)
     for (;;) {
         char *k = NULL, *v = NULL;
         if (jstring(j, &k) != 0) return -1;
-        free(k);
-        if (jexpect(j, ':', "':'") != 0) return -1;
-        if (jpeek(j) != '"') return jfail(j, "__metadata__ values must be strings (byte %zu)", j->i);
+        if (jexpect(j, ':', "':'") != 0 || jpeek(j) != '"') {
+            free(k);
+            return j->failed ? -1 : jfail(j, "__metadata__ values must be strings (byte %zu)", j->i);
+        }
         if (jstring(j, &v) != 0) return -1;
-        free(v);
+        if (j->meta) {
+            j->meta->key = xrealloc(j->meta->key, (size_t)(j->meta->n + 1) * sizeof(char *));
+            j->meta->val = xrealloc(j->meta->val, (size_t)(j->meta->n + 1) * sizeof(char *));
+            j->meta->key[j->meta->n] = k;
+            j->meta->val[j->meta->n++] = v;
+        } else {
+            free(k);
+            free(v);
+        }
         char c = jpeek(j);
         if (c == ',') { j->i++; continue; }
         if (c == '}') { j->i++; return 0; }
@@ -553,8 +601,99 @@ static int cmp_offsets(const void *a, const void *b)
     return 0;
 }
 
+/* Reads the 8-byte length and the header (NUL-terminated, malloc'ed) of an
+ * open file of fsize bytes. */
+static int read_header(FILE *f, const char *path, uint64_t fsize, char **hdr_out, uint64_t *hlen_out, char *err,
+                       size_t errlen)
+{
+    char *hdr = NULL;
+    if (fsize < 8) {
+        snprintf(err, errlen, "%s: not a safetensors file: %llu bytes, shorter than the 8-byte header length",
+                 path, (unsigned long long)fsize);
+        goto fail;
+    }
+    unsigned char len8[8];
+    if (fread(len8, 1, 8, f) != 8) {
+        snprintf(err, errlen, "%s: read error", path);
+        goto fail;
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+    if (hlen > fsize - 8) {
+        snprintf(err, errlen, "%s: header length %llu exceeds the %llu bytes after it", path,
+                 (unsigned long long)hlen, (unsigned long long)(fsize - 8));
+        goto fail;
+    }
+    if (hlen > SAFETENSORS_MAX_HEADER) {
+        snprintf(err, errlen, "%s: header length %llu exceeds the limit of %zu bytes", path,
+                 (unsigned long long)hlen, SAFETENSORS_MAX_HEADER);
+        goto fail;
+    }
+    hdr = xmalloc((size_t)hlen + 1);
+    if (fread(hdr, 1, (size_t)hlen, f) != (size_t)hlen) {
+        snprintf(err, errlen, "%s: read error in header", path);
+        goto fail;
+    }
+    hdr[hlen] = '\0';
+    *hdr_out = hdr;
+    *hlen_out = hlen;
+    return 0;
+fail:
+    free(hdr);
+    return -1;
+}
+
+int safetensors_read_meta(const char *path, st_meta *meta, char *err, size_t errlen)
+{
+    memset(meta, 0, sizeof *meta);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat stt;
+    char *hdr = NULL;
+    uint64_t hlen = 0;
+    st_rec *recs = NULL;
+    size_t nrec = 0;
+    int rc = -1;
+    if (fstat(fileno(f), &stt) != 0 || !S_ISREG(stt.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+    } else if (read_header(f, path, (uint64_t)stt.st_size, &hdr, &hlen, err, errlen) == 0) {
+        jp j = {hdr, (size_t)hlen, 0, path, err, errlen, 0, meta};
+        rc = parse_header(&j, &recs, &nrec);
+    }
+    if (recs) free_recs(recs, nrec);
+    free(hdr);
+    fclose(f);
+    if (rc != 0) st_meta_free(meta);
+    return rc;
+}
+
+/* Which set a tensor name belongs to (the longest matching prefix), and the
+ * model name after it; -1 if none. */
+static int set_of(const st_set *sets, int nsets, const char *name, const char **rest)
+{
+    int best = -1;
+    size_t bl = 0;
+    for (int s = 0; s < nsets; s++) {
+        size_t l = strlen(sets[s].prefix);
+        if (!strncmp(name, sets[s].prefix, l) && (best < 0 || l > bl)) best = s, bl = l;
+    }
+    *rest = name + bl;
+    return best;
+}
+
 int safetensors_read(const char *path, model_params *p, char *err, size_t errlen)
 {
+    st_set one = {"", p->data, 1, 0};
+    return safetensors_read_sets(path, p, &one, 1, NULL, err, errlen);
+}
+
+int safetensors_read_sets(const char *path, model_params *p, st_set *sets, int nsets, st_meta *meta, char *err,
+                          size_t errlen)
+{
+    if (meta) memset(meta, 0, sizeof *meta);
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -575,35 +714,9 @@ int safetensors_read(const char *path, model_params *p, char *err, size_t errlen
     st_rec **byoff = NULL;
     char *seen = NULL;
 
-    if (fsize < 8) {
-        snprintf(err, errlen, "%s: not a safetensors file: %llu bytes, shorter than the 8-byte header length",
-                 path, (unsigned long long)fsize);
-        goto out;
-    }
-    unsigned char len8[8];
-    if (fread(len8, 1, 8, f) != 8) {
-        snprintf(err, errlen, "%s: read error", path);
-        goto out;
-    }
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
-    if (hlen > fsize - 8) {
-        snprintf(err, errlen, "%s: header length %llu exceeds the %llu bytes after it", path,
-                 (unsigned long long)hlen, (unsigned long long)(fsize - 8));
-        goto out;
-    }
-    if (hlen > SAFETENSORS_MAX_HEADER) {
-        snprintf(err, errlen, "%s: header length %llu exceeds the limit of %zu bytes", path,
-                 (unsigned long long)hlen, SAFETENSORS_MAX_HEADER);
-        goto out;
-    }
-    hdr = xmalloc((size_t)hlen + 1);
-    if (fread(hdr, 1, (size_t)hlen, f) != (size_t)hlen) {
-        snprintf(err, errlen, "%s: read error in header", path);
-        goto out;
-    }
-    hdr[hlen] = '\0';
-    jp j = {hdr, (size_t)hlen, 0, path, err, errlen, 0};
+    if (read_header(f, path, fsize, &hdr, &hlen, err, errlen) != 0) goto out;
+    jp j = {hdr, (size_t)hlen, 0, path, err, errlen, 0, meta};
     if (parse_header(&j, &recs, &nrec) != 0) goto out;
     uint64_t dlen = fsize - 8 - hlen;
 
@@ -682,11 +795,13 @@ int safetensors_read(const char *path, model_params *p, char *err, size_t errlen
         }
     }
 
-    /* Match against the table, in header order. */
-    seen = xcalloc((size_t)(p->n ? p->n : 1), 1);
+    /* Match against the table (per set), in header order. */
+    seen = xcalloc((size_t)(p->n ? p->n : 1) * (size_t)nsets, 1);
     for (size_t i = 0; i < nrec; i++) {
         st_rec *r = &recs[i];
-        const param_entry *e = model_find(p, r->name);
+        const char *mname;
+        int si = set_of(sets, nsets, r->name, &mname);
+        const param_entry *e = si >= 0 ? model_find(p, mname) : NULL;
         if (!e) {
             if (ends_with(r->name, ".num_batches_tracked")) continue;
             snprintf(err, errlen, "%s: unexpected tensor \"%s\" (not in the model)", path, r->name);
@@ -708,13 +823,20 @@ int safetensors_read(const char *path, model_params *p, char *err, size_t errlen
                      a, b);
             goto out;
         }
-        seen[e - p->entries] = 1;
+        seen[(size_t)si * p->n + (size_t)(e - p->entries)] = 1;
     }
-    for (int i = 0; i < p->n; i++)
-        if (!seen[i]) {
-            snprintf(err, errlen, "%s: missing tensor \"%s\"", path, p->entries[i].name);
-            goto out;
-        }
+    /* A required set must be complete; an optional one complete or absent. */
+    for (int s = 0; s < nsets; s++) {
+        int have = 0;
+        for (int i = 0; i < p->n; i++) have += seen[(size_t)s * p->n + i];
+        sets[s].present = have > 0;
+        if (!sets[s].required && !have) continue;
+        for (int i = 0; i < p->n; i++)
+            if (!seen[(size_t)s * p->n + i]) {
+                snprintf(err, errlen, "%s: missing tensor \"%s%s\"", path, sets[s].prefix, p->entries[i].name);
+                goto out;
+            }
+    }
 
     /* All checked: read the data region, then convert into p. */
     data = xmalloc((size_t)dlen ? (size_t)dlen : 1);
@@ -724,10 +846,12 @@ int safetensors_read(const char *path, model_params *p, char *err, size_t errlen
     }
     for (size_t i = 0; i < nrec; i++) {
         st_rec *r = &recs[i];
-        const param_entry *e = model_find(p, r->name);
+        const char *mname;
+        int si = set_of(sets, nsets, r->name, &mname);
+        const param_entry *e = si >= 0 ? model_find(p, mname) : NULL;
         if (!e) continue;
         const unsigned char *src = data + r->begin;
-        float *dst = p->data + e->offset;
+        float *dst = sets[si].data + e->offset;
         if (host_is_le()) {
             memcpy(dst, src, e->numel * 4);
         } else {
@@ -742,5 +866,6 @@ out:
     free(byoff);
     free(seen);
     if (recs) free_recs(recs, nrec);
+    if (rc != 0) st_meta_free(meta);
     return rc;
 }

@@ -460,24 +460,7 @@ static const cli_command commands[] = {
 int main(int argc, char **argv)
 {
     /* The command line as a JSON array, for the tool_runs table. */
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    fputc('[', f);
-    /* --threads is left out: it never changes results, and recording it would
-     * make databases from different thread counts differ. */
-    for (int i = 0, first = 1; i < argc; i++) {
-        if (!strncmp(argv[i], "--threads=", 10)) continue;
-        if (!strcmp(argv[i], "--threads")) {
-            i++;
-            continue;
-        }
-        if (!first) fputs(", ", f);
-        first = 0;
-        json_string(f, argv[i]);
-    }
-    fputc(']', f);
-    fclose(f);
+    char *buf = cli_argv_json(argc, argv);
     argv_json = buf;
     /* "masksynth --split S ..." is the render command. */
     char **args = argv;

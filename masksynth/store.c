@@ -12,15 +12,6 @@
 #include "../db/db.h"
 #include "phash.h"
 
-void timestamp_now(char out[32])
-{
-    const char *sde = getenv("SOURCE_DATE_EPOCH");
-    time_t t = sde && *sde ? (time_t)strtoll(sde, NULL, 10) : time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Steps a prepared statement that returns no row; reports the SQL error. */
 static int step_done(sqlite3 *db, sqlite3_stmt *st, char *err, size_t errlen)
 {

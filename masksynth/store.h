@@ -5,6 +5,8 @@
 #define MS_STORE_H
 
 #include <sqlite3.h>
+
+#include "../db/db.h"
 #include <stdio.h>
 
 #include "dataset.h"
@@ -34,7 +36,5 @@ long store_audit(sqlite3 *db, long dataset_id, FILE *out, char *err, size_t errl
 /* Writes the manifest CSV with its checksum line (atomically). */
 int store_manifest(sqlite3 *db, long dataset_id, const char *path, char *err, size_t errlen);
 
-/* ISO-8601 UTC; SOURCE_DATE_EPOCH when set, so reruns can be byte-identical. */
-void timestamp_now(char out[32]);
 
 #endif

@@ -21,10 +21,12 @@ exec prove --timer \
     "$TEST_BUILD/test_engine" \
     "$TEST_BUILD/test_ops_conv" \
     "$TEST_BUILD/test_ops_misc" \
+    "$TEST_BUILD/test_data" \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \
     tests/test_oracle.py \
     tests/test_interop.py \
     tests/test_forward.py \
-    tests/test_train.py
+    tests/test_train.py \
+    tests/test_train_e2e.sh

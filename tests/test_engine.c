@@ -649,12 +649,67 @@ static void test_wrong_config(void **state)
     model_params_free(&b);
 }
 
+/* Checkpoints: several prefixed sets and metadata in one file; optional sets
+ * all-or-nothing; names of no set refused; nothing written on failure. */
+static void test_sets(void **state)
+{
+    (void)state;
+    char path[256], pw[256], err[512];
+    tmp_path(path, sizeof path, "ckpt.safetensors");
+    tmp_path(pw, sizeof pw, "weights.safetensors");
+    model_params a, b;
+    init_named(&a, "fopm-tiny");
+    init_named(&b, "fopm-tiny");
+    model_params_init_weights(&a, 3);
+    float *m = malloc(a.total * sizeof *m), *v = malloc(a.total * sizeof *v);
+    float *m2 = calloc(a.total, sizeof *m2), *v2 = calloc(a.total, sizeof *v2);
+    assert_non_null(m), assert_non_null(v), assert_non_null(m2), assert_non_null(v2);
+    for (size_t i = 0; i < a.total; i++) m[i] = (float)i * 0.5f, v[i] = (float)i * 0.25f;
+    const char *meta[] = {"ferbench.step", "12", "ferbench.note", "a \"quoted\" value", NULL};
+    st_set ws[3] = {{"", a.data, 1, 0}, {"adamw.m.", m, 1, 0}, {"adamw.v.", v, 1, 0}};
+    assert_int_equal(safetensors_write_sets(path, &a, ws, 3, meta, err, sizeof err), 0);
+    st_set rs[3] = {{"", b.data, 1, 0}, {"adamw.m.", m2, 1, 0}, {"adamw.v.", v2, 1, 0}};
+    st_meta md;
+    assert_int_equal(safetensors_read_sets(path, &b, rs, 3, &md, err, sizeof err), 0);
+    assert_memory_equal(a.data, b.data, a.total * sizeof(float));
+    assert_memory_equal(m, m2, a.total * sizeof(float));
+    assert_memory_equal(v, v2, a.total * sizeof(float));
+    assert_string_equal(st_meta_get(&md, "ferbench.step"), "12");
+    assert_string_equal(st_meta_get(&md, "ferbench.note"), "a \"quoted\" value");
+    assert_string_equal(st_meta_get(&md, "ferbench.size"), "64");
+    assert_null(st_meta_get(&md, "nope"));
+    st_meta_free(&md);
+    assert_int_equal(safetensors_read_meta(path, &md, err, sizeof err), 0);
+    assert_string_equal(st_meta_get(&md, "ferbench.width"), "0.125");
+    st_meta_free(&md);
+    /* A plain reader refuses the moments: names of no set. */
+    assert_int_equal(safetensors_read(path, &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "unexpected tensor \"adamw.m."));
+    /* Optional sets: present here, absent in a plain weights file. */
+    st_set os[2] = {{"", b.data, 1, 0}, {"adamw.m.", m2, 0, 0}};
+    assert_int_equal(safetensors_read_sets(pw, &b, os, 1, NULL, err, sizeof err), -1); /* no file yet */
+    assert_int_equal(safetensors_write(pw, &a, err, sizeof err), 0);
+    assert_int_equal(safetensors_read_sets(pw, &b, os, 2, NULL, err, sizeof err), 0);
+    assert_int_equal(os[1].present, 0);
+    /* Required moments missing from a weights file. */
+    memset(b.data, 0, b.total * sizeof(float));
+    assert_int_equal(safetensors_read_sets(pw, &b, rs, 3, &md, err, sizeof err), -1);
+    assert_non_null(strstr(err, "missing tensor \"adamw.m.fopm.g1.0.conv.weight\""));
+    assert_int_equal(md.n, 0);
+    for (size_t i = 0; i < b.total; i++) assert_true(b.data[i] == 0.0f); /* untouched on failure */
+    remove(path);
+    remove(pw);
+    free(m), free(v), free(m2), free(v2);
+    model_params_free(&a);
+    model_params_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config),    cmocka_unit_test(test_counts_fopm), cmocka_unit_test(test_counts_tiny),
         cmocka_unit_test(test_shapes),    cmocka_unit_test(test_init),        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_hostile),   cmocka_unit_test(test_wrong_config),
+        cmocka_unit_test(test_hostile),   cmocka_unit_test(test_wrong_config), cmocka_unit_test(test_sets),
     };
     return cmocka_run_group_tests_name("engine", tests, setup_dir, teardown_dir);
 }

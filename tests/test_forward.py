@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Forward test: the C engine's eval-mode forward (engine/forward.c, driven by
+"""Forward test: the C engine's eval-mode forward (engine/net.c, driven by
 tests/forward_dump) against the PyTorch port interop/fopm.py (TAP output).
 
 For fopm-tiny and fopm: forward_dump writes seeded weights (with non-trivial

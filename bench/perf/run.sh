@@ -20,3 +20,4 @@ fi
 "$PYTHON" bench/perf/bench_metrics.py
 sh bench/perf/ingest.sh
 sh bench/perf/render.sh
+sh bench/perf/engine.sh

@@ -1,0 +1,51 @@
+/* ferbench.h: the commands of the ferbench tool and what they share
+ * (model options, threads, checkpoints). */
+#ifndef FB_FERBENCH_H
+#define FB_FERBENCH_H
+
+#include <stddef.h>
+
+#include "../common/cli.h"
+#include "../engine/model.h"
+
+extern const char *ferbench_argv_json; /* the command line, for tool_runs */
+
+int cmd_train(const cli_args *a);
+int cmd_run(const cli_args *a);
+int cmd_bench(const cli_args *a);
+
+/* --config NAME (default def) with optional --size / --width overrides.
+ * name gets the config's name ("custom" when overridden). 0, or -1 after a
+ * message (exit 2). */
+int model_options(const cli_args *a, const char *def, model_config *cfg, char *name, size_t namelen);
+/* --threads N (default: online CPUs) applied to the engine; -1 after a message. */
+int threads_option(const cli_args *a, int *threads);
+
+/* Training state kept in a checkpoint's metadata beside the weights and the
+ * AdamW moments. */
+typedef struct {
+    int next_epoch;      /* epochs completed */
+    long step;           /* AdamW steps taken */
+    int best_epoch;      /* -1 before the first validation */
+    double best_acc;
+    int bad_epochs;      /* epochs since the best (early stopping) */
+    long long train_run_id;
+    char fingerprint[2048]; /* the options a resume must repeat */
+} train_state;
+
+/* Checkpoint: one safetensors file holding the weights (names as MODEL.md),
+ * "adamw.m." and "adamw.v." moments, and train_state in __metadata__.
+ * Written atomically. */
+int ckpt_write(const char *path, const model_params *p, float *m, float *v, const train_state *s, char *err,
+               size_t errlen);
+/* Reads a checkpoint written by ckpt_write into p, m, v, s. */
+int ckpt_read(const char *path, model_params *p, float *m, float *v, train_state *s, char *err, size_t errlen);
+
+/* Weights for inference: a plain weights file, or a checkpoint (its moments
+ * are ignored). When cfg_given is 0, the configuration comes from the file's
+ * ferbench.size / ferbench.width metadata; otherwise they must agree. p is
+ * initialised here. */
+int weights_load(const char *path, const model_config *cfg, int cfg_given, model_params *p, char *err,
+                 size_t errlen);
+
+#endif

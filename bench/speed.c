@@ -1,0 +1,117 @@
+/* speed.c: `ferbench bench`: the engine's inference and training-step speed
+ * on seeded synthetic inputs, one line per (mode, batch), so scripts can set
+ * it beside PyTorch (bench/perf/engine.sh). Median over --iters timed
+ * repetitions after --warmup untimed ones. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/rng.h"
+#include "../common/util.h"
+#include "../engine/net.h"
+#include "../engine/optim.h"
+#include "ferbench.h"
+
+long peak_rss_bytes(void);
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median seconds of one inference (train=0) or training step (train=1) at batch n. */
+static int time_mode(model_params *p, int n, int train, int warmup, int iters, double *median, char *err,
+                     size_t errlen)
+{
+    const int S = p->cfg.size, G = model_grid(&p->cfg);
+    size_t nx = (size_t)n * 3 * S * S, no = (size_t)n * G * G, nh = no * MODEL_LANDMARKS;
+    float *x = malloc(nx * sizeof *x), *ot = malloc(no * sizeof *ot), *ht = malloc(nh * sizeof *ht);
+    float *grad = train ? calloc(p->total, sizeof *grad) : NULL, *m = train ? calloc(p->total, sizeof *m) : NULL;
+    float *v = train ? calloc(p->total, sizeof *v) : NULL;
+    int *lab = malloc((size_t)n * sizeof *lab);
+    double *ts = malloc((size_t)iters * sizeof *ts);
+    net *t = net_create(p);
+    int rc = -1;
+    if (!x || !ot || !ht || !lab || !ts || !t || (train && (!grad || !m || !v))) {
+        snprintf(err, errlen, "out of memory at batch %d", n);
+        goto out;
+    }
+    rng_t r;
+    rng_seed(&r, 1, 0);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)(rng_uniform(&r) * 4 - 2);
+    for (size_t i = 0; i < no; i++) ot[i] = (float)rng_uniform(&r);
+    for (size_t i = 0; i < nh; i++) ht[i] = (float)rng_uniform(&r);
+    for (int i = 0; i < n; i++) lab[i] = (int)rng_below(&r, MODEL_CLASSES);
+    adamw_config ac = adamw_paper();
+    for (int it = -warmup; it < iters; it++) {
+        double t0 = now_seconds();
+        net_losses L;
+        if (net_forward(t, x, n, train) != 0 ||
+            (train && (net_loss(t, ot, ht, lab, &L) != 0 || net_backward(t, grad) != 0))) {
+            snprintf(err, errlen, "batch %d: %s", n, net_error(t));
+            goto out;
+        }
+        if (train) adamw_step(p, grad, m, v, it + warmup + 1, ac.lr, &ac);
+        if (it >= 0) ts[it] = now_seconds() - t0;
+    }
+    qsort(ts, (size_t)iters, sizeof *ts, cmp_double);
+    *median = iters % 2 ? ts[iters / 2] : 0.5 * (ts[iters / 2 - 1] + ts[iters / 2]);
+    rc = 0;
+out:
+    net_free(t);
+    free(x), free(ot), free(ht), free(grad), free(m), free(v), free(lab), free(ts);
+    return rc;
+}
+
+int cmd_bench(const cli_args *a)
+{
+    const char *dev = cli_get(a, "device") ? cli_get(a, "device") : "cpu";
+    if (strcmp(dev, "cpu") != 0) {
+        log_error("--device %s: this build has only the CPU engine (the CUDA backend is not built)", dev);
+        return EXIT_BAD_INPUT;
+    }
+    model_config cfg;
+    char cname[32];
+    long warmup, iters;
+    int threads;
+    int mode = cli_get_choice(a, "mode", "infer|train|both", 2);
+    if (mode < 0 || model_options(a, "fopm", &cfg, cname, sizeof cname) ||
+        cli_get_long(a, "warmup", 1, 0, 1000, &warmup) || cli_get_long(a, "iters", 5, 1, 10000, &iters) ||
+        threads_option(a, &threads))
+        return EXIT_BAD_INPUT;
+    const char *bl = cli_get(a, "batch") ? cli_get(a, "batch") : "16";
+    int batches[16], nbatch = 0;
+    for (const char *s = bl; *s;) {
+        char *end;
+        long b = strtol(s, &end, 10);
+        if (end == s || b < 1 || b > 4096 || nbatch == 16 || (*end && *end != ',')) {
+            log_error("--batch: expected a comma-separated list of batch sizes (1..4096), got '%s'", bl);
+            return EXIT_BAD_INPUT;
+        }
+        batches[nbatch++] = (int)b;
+        s = *end ? end + 1 : end;
+    }
+    model_params p;
+    if (model_params_init(&p, &cfg) != 0) return EXIT_BAD_INPUT;
+    model_params_init_weights(&p, 1);
+    char err[512];
+    for (int bi = 0; bi < nbatch; bi++)
+        for (int tr = 0; tr < 2; tr++) {
+            if ((tr == 0 && mode == 1) || (tr == 1 && mode == 0)) continue;
+            double med;
+            if (time_mode(&p, batches[bi], tr, (int)warmup, (int)iters, &med, err, sizeof err) != 0) {
+                log_error("%s", err);
+                model_params_free(&p);
+                return EXIT_BAD_INPUT;
+            }
+            printf("bench device=cpu threads=%d config=%s mode=%s batch=%d median_s=%.6f ms_per_image=%.3f "
+                   "images_per_s=%.3f peak_bytes=%ld\n",
+                   threads, cname, tr ? "train" : "infer", batches[bi], med, 1000.0 * med / batches[bi],
+                   batches[bi] / med, peak_rss_bytes());
+            fflush(stdout);
+        }
+    model_params_free(&p);
+    return EXIT_OK;
+}
