@@ -179,6 +179,7 @@ bench: deps all
 
 demo: deps all
 	sh masksynth/demo.sh
+	sh bench/demo.sh
 	sh stats/examples/demo.sh
 
 clean:

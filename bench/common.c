@@ -5,8 +5,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 #include "../common/log.h"
 #include "../engine/ops.h"
 #include "../engine/safetensors.h"
@@ -41,7 +39,7 @@ int threads_option(const cli_args *a, int *threads)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN), t;
     if (cli_get_long(a, "threads", ncpu > 0 ? ncpu : 1, 1, 256, &t)) return -1;
-    openblas_set_num_threads((int)t);
+    ops_set_threads((int)t);
     *threads = (int)t;
     return 0;
 }

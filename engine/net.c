@@ -452,7 +452,7 @@ const char *net_error(const net *t) { return t ? t->err : "no net"; }
 
 size_t net_bytes(const net *t)
 {
-    size_t b = (t->scratch_cap + 2 * t->tmp_cap) * sizeof(float);
+    size_t b = (t->scratch_cap + 2 * t->tmp_cap) * sizeof(float) + ops_workspace_bytes();
     for (int i = 0; i < t->nslots; i++) b += t->slots[i].cap * sizeof(float) * (t->slots[i].grad ? 2 : 1);
     return b;
 }

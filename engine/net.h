@@ -52,7 +52,8 @@ int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels,
  * overwritten; running-statistics entries are set to 0). Returns 0 or -1. */
 int net_backward(net *t, float *grad);
 
-/* Bytes of activations, gradients and scratch the net holds now. */
+/* Bytes of activations, gradients and scratch the net holds now, with the
+ * ops' convolution workspace (shared by all nets). */
 size_t net_bytes(const net *t);
 const char *net_error(const net *t);
 

@@ -8,7 +8,15 @@
  * once per step. Gradient pointers of inputs may be NULL to skip them; gamma
  * and beta may be NULL (1 and 0). Scratch comes back holding junk.
  * Scratch needs are stated per op; nothing allocates on the hot path except
- * where noted. */
+ * where noted.
+ *
+ * Threads: the ops run on a team of ops_threads() threads (OpenMP) and their
+ * results are bitwise identical for any thread count: work is split into
+ * tasks fixed by the shapes alone, each task sums in a fixed order, and sums
+ * across tasks are combined in task order. OpenBLAS is kept at one thread
+ * (each sgemm runs inside one task). Calls from several threads at once are
+ * safe (conv2d_* take turns on their workspace); from inside an OpenMP
+ * parallel region an op runs on its calling thread. */
 #ifndef FB_OPS_H
 #define FB_OPS_H
 
@@ -17,11 +25,30 @@
 
 typedef struct { int n, c, h, w; } shape4;
 
+/* ---- threads and workspace ----
+ * ops_set_threads(n): the team size of every later op (n <= 0: the default,
+ * OMP_NUM_THREADS if set, else every available core; at most 256); it also
+ * (re)sets OpenBLAS to one thread. ops_threads(): the current team size.
+ * conv2d_* keep per-thread workspaces (column tiles, a few MiB per thread at
+ * most) and one shared buffer, grown on demand and kept for later calls, so a
+ * training loop allocates only while shapes grow; ops_workspace_bytes() tells
+ * their size, ops_workspace_free() releases them (next use re-allocates). */
+void ops_set_threads(int n);
+int ops_threads(void);
+/* 1 (the default): 3x3 stride-1 convolutions with at least 64 input and 64
+ * output channels (forward, and the backward's dx) use Winograd F(2x2,3x3),
+ * within ~1e-6 relative of im2col; 0: im2col + sgemm everywhere (the plain
+ * reference path). Either way results do not depend on the thread count. */
+void ops_set_winograd(int on);
+size_t ops_workspace_bytes(void);
+void ops_workspace_free(void);
+
 static inline size_t shape4_numel(shape4 s) { return (size_t)s.n * (size_t)s.c * (size_t)s.h * (size_t)s.w; }
 
 /* ---- convolution: kernel k (odd), stride s, padding k/2, optional bias ----
  * x [N,C,H,W], w [OC,C,k,k], b [OC] or NULL -> y [N,OC,OH,OW], OH = (H + 2*(k/2) - k)/s + 1.
- * scratch: conv2d_scratch_floats(xs, k, s) floats (im2col of one image). */
+ * scratch: unused (the ops' own workspace serves, see above) and may be NULL;
+ * conv2d_scratch_floats() returns 0. Both are kept for source compatibility. */
 size_t conv2d_scratch_floats(shape4 xs, int k, int stride);
 shape4 conv2d_out_shape(shape4 xs, int oc, int k, int stride);
 void conv2d_fwd(const float *x, shape4 xs, const float *w, const float *b, int oc, int k, int stride, float *y,

@@ -21,6 +21,7 @@ exec prove --timer \
     "$TEST_BUILD/test_engine" \
     "$TEST_BUILD/test_ops_conv" \
     "$TEST_BUILD/test_ops_misc" \
+    "$TEST_BUILD/test_ops_threads" \
     "$TEST_BUILD/test_data" \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \

@@ -1,7 +1,11 @@
 /* Unit tests of engine/ops_conv.c: conv2d against a naive double-precision
  * reference, finite-difference gradient checks of conv2d, batch norm (train)
  * and linear, accumulation of parameter gradients, batch-norm running
- * statistics (unbiased variance) and eval mode, and degenerate shapes. */
+ * statistics (unbiased variance) and eval mode, and degenerate shapes; the
+ * tiled paths (column tiles inside an image, groups of images, 1x1 direct,
+ * dW partials, strided dx) and Winograd F(2x2,3x3) against naive forward and
+ * backward references, Winograd against the plain im2col path; and
+ * bitwise-identical results at 1, 2 and 3 threads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -421,7 +425,7 @@ static void test_tiny_shapes(void **state)
         }
     assert_int_equal(conv2d_out_shape(one, 5, 3, 2).h, 1);
     assert_int_equal(conv2d_out_shape(one, 5, 3, 2).w, 1);
-    assert_int_equal(conv2d_scratch_floats(one, 3, 1), 9);
+    assert_int_equal(conv2d_scratch_floats(one, 3, 1), 0); /* the ops keep their own workspace */
     check_conv_grad(&r, one, 1, 3, 1, 1);
     check_conv_grad(&r, one3, 2, 3, 2, 1);
     check_conv_grad(&r, col1, 1, 3, 2, 0);
@@ -444,6 +448,283 @@ static void test_tiny_shapes(void **state)
     check_linear(&r, 1, 3, 1);
 }
 
+/* ---- tiled paths against naive references --------------------------------- */
+
+/* dx, dW, db of conv_ref's convolution for upstream dy, in double. */
+static void conv_bwd_ref(const float *x, shape4 xs, const float *w, int oc, int k, int s, const float *dy, double *dx,
+                         double *dw, double *db)
+{
+    int p = k / 2, oh = (xs.h + 2 * p - k) / s + 1, ow = (xs.w + 2 * p - k) / s + 1;
+    memset(dx, 0, shape4_numel(xs) * sizeof(double));
+    memset(dw, 0, (size_t)oc * xs.c * k * k * sizeof(double));
+    memset(db, 0, (size_t)oc * sizeof(double));
+    for (int n = 0; n < xs.n; n++)
+        for (int o = 0; o < oc; o++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    double g = dy[(((size_t)n * oc + o) * oh + oy) * ow + ox];
+                    db[o] += g;
+                    for (int c = 0; c < xs.c; c++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = oy * s - p + ky, ix = ox * s - p + kx;
+                                if (iy < 0 || iy >= xs.h || ix < 0 || ix >= xs.w)
+                                    continue;
+                                size_t xi = (((size_t)n * xs.c + c) * xs.h + iy) * xs.w + ix;
+                                size_t wi = (((size_t)o * xs.c + c) * k + ky) * k + kx;
+                                dx[xi] += g * w[wi];
+                                dw[wi] += g * x[xi];
+                            }
+                }
+}
+
+/* |got - want| <= rel * max|want| elementwise (want in double). */
+static void assert_close_d(const char *what, const float *got, const double *want, size_t n, double rel)
+{
+    double amax = 0.0;
+    for (size_t i = 0; i < n; i++)
+        amax = fmax(amax, fabs(want[i]));
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)got[i] - want[i]) > rel * fmax(amax, 1e-30))
+            fail_msg("%s[%zu]: got %.9g, want %.9g (max %.3g)", what, i, got[i], want[i], amax);
+}
+
+static void check_conv_full(rng_t *r, shape4 xs, int oc, int k, int s, int bias)
+{
+    shape4 ys = conv2d_out_shape(xs, oc, k, s);
+    size_t nx = shape4_numel(xs), nw = (size_t)oc * xs.c * k * k, ny = shape4_numel(ys);
+    float *x = randv(r, nx, -1, 1), *w = randv(r, nw, -1, 1), *b = bias ? randv(r, oc, -1, 1) : NULL;
+    float *y = randv(r, ny, -1e3, 1e3), *dy = randv(r, ny, -1, 1);
+    float *dx = randv(r, nx, -1e3, 1e3), *dw = randv(r, nw, -1, 1), *db = randv(r, oc, -1, 1);
+    float *dw0 = malloc(nw * sizeof(float)), *db0 = malloc(oc * sizeof(float));
+    double *yr = malloc(ny * sizeof(double)), *dxr = malloc(nx * sizeof(double)), *dwr = malloc(nw * sizeof(double)),
+           *dbr = malloc(oc * sizeof(double));
+    assert_true(dw0 && db0 && yr && dxr && dwr && dbr);
+    memcpy(dw0, dw, nw * sizeof(float)), memcpy(db0, db, oc * sizeof(float));
+    char what[96];
+    snprintf(what, sizeof what, "N%d C%d %dx%d oc%d k%d s%d", xs.n, xs.c, xs.h, xs.w, oc, k, s);
+
+    conv2d_fwd(x, xs, w, b, oc, k, s, y, NULL);
+    conv_ref(x, xs, w, b, oc, k, s, yr);
+    assert_close_d(what, y, yr, ny, 1e-5);
+
+    conv2d_bwd(x, xs, w, oc, k, s, dy, dx, dw, bias ? db : NULL, NULL);
+    conv_bwd_ref(x, xs, w, oc, k, s, dy, dxr, dwr, dbr);
+    assert_close_d(what, dx, dxr, nx, 1e-5);
+    for (size_t i = 0; i < nw; i++)
+        dwr[i] += dw0[i];
+    assert_close_d(what, dw, dwr, nw, 1e-5);
+    if (bias) {
+        for (int o = 0; o < oc; o++)
+            dbr[o] += db0[o];
+        assert_close_d(what, db, dbr, (size_t)oc, 1e-6);
+    }
+    free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db), free(dw0), free(db0);
+    free(yr), free(dxr), free(dwr), free(dbr);
+}
+
+static void test_conv_tiles(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 7);
+    check_conv_full(&r, (shape4){2, 64, 30, 30}, 8, 3, 1, 1); /* 2 tiles per image, split mid-row */
+    check_conv_full(&r, (shape4){1, 64, 60, 60}, 4, 3, 2, 0); /* stride 2, dx in 2 column chunks */
+    check_conv_full(&r, (shape4){1, 512, 24, 24}, 8, 1, 1, 1); /* 1x1 direct, 2 tiles */
+    check_conv_full(&r, (shape4){16, 32, 4, 4}, 32, 3, 1, 0); /* 2 images per tile, dW in 2 groups */
+    check_conv_full(&r, (shape4){16, 64, 4, 4}, 16, 1, 1, 1); /* 1x1 gathered, uneven last tile, 3 groups */
+    check_conv_full(&r, (shape4){16, 32, 8, 8}, 24, 1, 1, 1); /* 1x1, 3 images per tile, one sgemm each; 6 groups */
+    check_conv_full(&r, (shape4){3, 3, 40, 40}, 8, 3, 2, 1);  /* first-layer-like */
+    check_conv_full(&r, (shape4){2, 8, 40, 40}, 4, 3, 1, 0);  /* few channels: dW partials over column tiles */
+    check_conv_full(&r, (shape4){2, 16, 9, 9}, 8, 1, 2, 1);   /* 1x1 stride 2 */
+    check_conv_full(&r, (shape4){2, 5, 3, 17}, 3, 3, 2, 1);   /* odd sizes */
+}
+
+/* Winograd (3x3 stride 1, >= 64 channels in and out): against the naive
+ * reference (forward and the backward, whose dx goes through Winograd too)
+ * and against the plain im2col path (ops_set_winograd(0)). */
+static void check_winograd(rng_t *r, shape4 xs, int oc, int bias)
+{
+    check_conv_full(r, xs, oc, 3, 1, bias);
+    shape4 ys = conv2d_out_shape(xs, oc, 3, 1);
+    size_t nx = shape4_numel(xs), nw = (size_t)oc * xs.c * 9, ny = shape4_numel(ys);
+    float *x = randv(r, nx, -1, 1), *w = randv(r, nw, -1, 1), *b = bias ? randv(r, oc, -1, 1) : NULL;
+    float *dy = randv(r, ny, -1, 1), *y0 = zerov(ny), *y1 = zerov(ny), *dx0 = zerov(nx), *dx1 = zerov(nx);
+    float *dw0 = zerov(nw), *dw1 = zerov(nw);
+    conv2d_fwd(x, xs, w, b, oc, 3, 1, y1, NULL);
+    conv2d_bwd(x, xs, w, oc, 3, 1, dy, dx1, dw1, NULL, NULL);
+    ops_set_winograd(0);
+    conv2d_fwd(x, xs, w, b, oc, 3, 1, y0, NULL);
+    conv2d_bwd(x, xs, w, oc, 3, 1, dy, dx0, dw0, NULL, NULL);
+    ops_set_winograd(1);
+    assert_close_v("winograd y vs im2col", y1, y0, ny, 1e-5);
+    assert_close_v("winograd dx vs im2col", dx1, dx0, nx, 1e-5);
+    assert_memory_equal(dw0, dw1, nw * sizeof(float)); /* dW never goes through Winograd */
+    free(x), free(w), free(b), free(dy), free(y0), free(y1), free(dx0), free(dx1), free(dw0), free(dw1);
+}
+
+static void test_winograd(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 10);
+    check_winograd(&r, (shape4){2, 64, 7, 9}, 64, 1);   /* odd sizes: clipped edge tiles */
+    check_winograd(&r, (shape4){3, 64, 13, 5}, 72, 1);  /* 3 tiles a row: partial vectors */
+    check_winograd(&r, (shape4){1, 64, 2, 2}, 64, 0);   /* one tile */
+    check_winograd(&r, (shape4){1, 64, 3, 3}, 64, 1);
+    check_winograd(&r, (shape4){2, 64, 31, 33}, 64, 0); /* 3 blocks, split mid tile row */
+    check_winograd(&r, (shape4){1, 256, 10, 10}, 256, 1);
+    check_winograd(&r, (shape4){2, 128, 17, 16}, 96, 0);
+}
+
+/* ---- thread-count independence --------------------------------------------- */
+
+typedef struct {
+    shape4 xs;
+    int oc, k, s, bias;
+} conv_case;
+
+/* Runs conv fwd+bwd at `threads`; outputs go to the given buffers (dw, db start from dw0, db0). */
+static void conv_run(const conv_case *cc, int threads, const float *x, const float *w, const float *b,
+                     const float *dy, const float *dw0, const float *db0, float *y, float *dx, float *dw, float *db)
+{
+    ops_set_threads(threads);
+    assert_int_equal(ops_threads(), threads);
+    size_t nw = (size_t)cc->oc * cc->xs.c * cc->k * cc->k;
+    memcpy(dw, dw0, nw * sizeof(float));
+    memcpy(db, db0, (size_t)cc->oc * sizeof(float));
+    conv2d_fwd(x, cc->xs, w, b, cc->oc, cc->k, cc->s, y, NULL);
+    conv2d_bwd(x, cc->xs, w, cc->oc, cc->k, cc->s, dy, cc->xs.c == 3 ? NULL : dx, dw, b ? db : NULL, NULL);
+}
+
+static void test_threads_conv(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 8);
+    static const conv_case cases[] = {
+        {{4, 64, 28, 28}, 32, 3, 1, 0}, /* 3x3, tiles inside images */
+        {{4, 32, 20, 20}, 16, 3, 2, 0}, /* stride 2 */
+        {{2, 512, 24, 24}, 32, 1, 1, 0}, /* 1x1 direct */
+        {{16, 32, 4, 4}, 64, 1, 1, 1},  /* 1x1 gathered over images */
+        {{16, 32, 16, 16}, 64, 1, 1, 0}, /* 1x1, images per tile, one sgemm each */
+        {{16, 28, 4, 4}, 28, 3, 1, 0},  /* tiny: images per tile, dW partials */
+        {{16, 3, 32, 32}, 8, 3, 2, 1},  /* first layer (no dx) */
+        {{4, 16, 8, 8}, 8, 1, 2, 1},    /* 1x1 stride 2 */
+        {{2, 8, 64, 64}, 8, 3, 1, 1},   /* few channels, large images */
+        {{8, 64, 22, 22}, 64, 3, 1, 1}, /* Winograd, 4 blocks */
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const conv_case *cc = &cases[ci];
+        shape4 ys = conv2d_out_shape(cc->xs, cc->oc, cc->k, cc->s);
+        size_t nx = shape4_numel(cc->xs), nw = (size_t)cc->oc * cc->xs.c * cc->k * cc->k, ny = shape4_numel(ys);
+        float *x = randv(&r, nx, -1, 1), *w = randv(&r, nw, -1, 1), *b = cc->bias ? randv(&r, cc->oc, -1, 1) : NULL;
+        float *dy = randv(&r, ny, -1, 1), *dw0 = randv(&r, nw, -1, 1), *db0 = randv(&r, cc->oc, -1, 1);
+        float *y[3], *dx[3], *dw[3], *db[3];
+        for (int t = 0; t < 3; t++) {
+            y[t] = zerov(ny), dx[t] = zerov(nx), dw[t] = zerov(nw), db[t] = zerov(cc->oc);
+            conv_run(cc, t + 1, x, w, b, dy, dw0, db0, y[t], dx[t], dw[t], db[t]);
+        }
+        for (int t = 1; t < 3; t++) {
+            assert_memory_equal(y[0], y[t], ny * sizeof(float));
+            assert_memory_equal(dx[0], dx[t], nx * sizeof(float));
+            assert_memory_equal(dw[0], dw[t], nw * sizeof(float));
+            assert_memory_equal(db[0], db[t], cc->oc * sizeof(float));
+        }
+        for (int t = 0; t < 3; t++)
+            free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
+        free(x), free(w), free(b), free(dy), free(dw0), free(db0);
+    }
+    /* the workspace can be released and comes back */
+    assert_true(ops_workspace_bytes() > 0);
+    ops_workspace_free();
+    assert_int_equal(ops_workspace_bytes(), 0);
+    ops_set_threads(0);
+    assert_true(ops_threads() >= 1);
+}
+
+static void test_threads_bn_linear(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 9);
+    static const shape4 bs[] = {{16, 32, 16, 16}, {3, 5, 7, 9}, {16, 64, 2, 2}};
+    for (size_t si = 0; si < sizeof bs / sizeof bs[0]; si++) {
+        shape4 s = bs[si];
+        size_t n = shape4_numel(s);
+        int C = s.c;
+        float *x = randv(&r, n, -2, 3), *dy = randv(&r, n, -1, 1), *g = randv(&r, C, 0.5, 1.5),
+              *bt = randv(&r, C, -0.5, 0.5);
+        float *rm0 = randv(&r, C, -0.1, 0.1), *rv0 = randv(&r, C, 0.5, 1.5), *dg0 = randv(&r, C, -1, 1),
+              *db0 = randv(&r, C, -1, 1);
+        float *out[3][8];
+        for (int t = 0; t < 3; t++) {
+            float **o = out[t];
+            o[0] = zerov(n), o[1] = zerov(n), o[2] = zerov(C), o[3] = zerov(C), o[4] = zerov(C), o[5] = zerov(C);
+            o[6] = zerov(C), o[7] = zerov(C);
+            memcpy(o[2], rm0, C * sizeof(float)), memcpy(o[3], rv0, C * sizeof(float));
+            memcpy(o[6], dg0, C * sizeof(float)), memcpy(o[7], db0, C * sizeof(float));
+            ops_set_threads(t + 1);
+            batchnorm_fwd_train(x, s, g, bt, o[2], o[3], 0.1f, 1e-5f, o[0], o[4], o[5]);
+            batchnorm_bwd(x, s, g, o[4], o[5], dy, o[1], o[6], o[7]);
+        }
+        for (int t = 1; t < 3; t++) {
+            for (int i = 0; i < 2; i++)
+                assert_memory_equal(out[0][i], out[t][i], n * sizeof(float));
+            for (int i = 2; i < 8; i++)
+                assert_memory_equal(out[0][i], out[t][i], C * sizeof(float));
+        }
+        /* eval mode too */
+        float *ye[3];
+        for (int t = 0; t < 3; t++) {
+            ye[t] = zerov(n);
+            ops_set_threads(t + 1);
+            batchnorm_fwd_eval(x, s, g, bt, rm0, rv0, 1e-5f, ye[t]);
+        }
+        assert_memory_equal(ye[0], ye[1], n * sizeof(float));
+        assert_memory_equal(ye[0], ye[2], n * sizeof(float));
+        for (int t = 0; t < 3; t++) {
+            free(ye[t]);
+            for (int i = 0; i < 8; i++)
+                free(out[t][i]);
+        }
+        free(x), free(dy), free(g), free(bt), free(rm0), free(rv0), free(dg0), free(db0);
+    }
+    static const int ls[][3] = {{16, 512, 300}, {16, 64, 7}, {5, 1300, 200}};
+    for (size_t li = 0; li < sizeof ls / sizeof ls[0]; li++) {
+        int n = ls[li][0], in = ls[li][1], out = ls[li][2];
+        size_t nx = (size_t)n * in, nw = (size_t)out * in, ny = (size_t)n * out;
+        float *x = randv(&r, nx, -1, 1), *w = randv(&r, nw, -1, 1), *b = randv(&r, out, -1, 1);
+        float *dy = randv(&r, ny, -1, 1), *dw0 = randv(&r, nw, -1, 1), *db0 = randv(&r, out, -1, 1);
+        float *y[3], *dx[3], *dw[3], *db[3];
+        for (int t = 0; t < 3; t++) {
+            y[t] = zerov(ny), dx[t] = zerov(nx), dw[t] = zerov(nw), db[t] = zerov(out);
+            memcpy(dw[t], dw0, nw * sizeof(float)), memcpy(db[t], db0, out * sizeof(float));
+            ops_set_threads(t + 1);
+            linear_fwd(x, n, in, w, b, out, y[t]);
+            linear_bwd(x, n, in, w, out, dy, dx[t], dw[t], db[t]);
+        }
+        for (int t = 1; t < 3; t++) {
+            assert_memory_equal(y[0], y[t], ny * sizeof(float));
+            assert_memory_equal(dx[0], dx[t], nx * sizeof(float));
+            assert_memory_equal(dw[0], dw[t], nw * sizeof(float));
+            assert_memory_equal(db[0], db[t], out * sizeof(float));
+        }
+        /* and the blocked layer against double */
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < out; o++) {
+                double acc = b[o];
+                for (int j = 0; j < in; j++)
+                    acc += (double)x[(size_t)i * in + j] * w[(size_t)o * in + j];
+                assert_true(fabs(y[0][(size_t)i * out + o] - acc) <= 1e-5 * fmax(1.0, fabs(acc)));
+            }
+        for (int t = 0; t < 3; t++)
+            free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
+        free(x), free(w), free(b), free(dy), free(dw0), free(db0);
+    }
+    ops_set_threads(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -453,6 +734,10 @@ int main(void)
         cmocka_unit_test(test_bn_running_stats_and_eval),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_tiny_shapes),
+        cmocka_unit_test(test_conv_tiles),
+        cmocka_unit_test(test_winograd),
+        cmocka_unit_test(test_threads_conv),
+        cmocka_unit_test(test_threads_bn_linear),
     };
     return cmocka_run_group_tests_name("ops_conv", tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* test_ops_misc.c: the parameter-free ops of engine/ops_misc.c against naive
  * references, and every backward against central finite differences of
- * loss = sum(y * r) for a fixed random r (loss accumulated in double). */
+ * loss = sum(y * r) for a fixed random r (loss accumulated in double); and
+ * every op bitwise identical at 1, 2 and 3 threads on tensors large enough
+ * to be split. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -568,6 +570,124 @@ static void test_mse(void **state)
     assert_true(isnan(mse(&a0, &a0, 0, 1.0f, NULL)));
 }
 
+/* The vectorised max pool against the scalar rule, with NaNs, ties and infinities sprinkled in. */
+static void test_maxpool2_special(void **state)
+{
+    (void)state;
+    rng_t rg;
+    rng_seed(&rg, 24, 0);
+    static const shape4 S[] = {{2, 3, 6, 22}, {1, 2, 4, 8}, {1, 1, 2, 2}, {1, 2, 10, 18}};
+    static const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 0.5f};
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++) {
+        shape4 s = S[si], ys = {s.n, s.c, s.h / 2, s.w / 2};
+        size_t n = shape4_numel(s), ny = shape4_numel(ys);
+        float *x = fbuf(n), *y = fbuf(ny);
+        int32_t *am = malloc(ny * sizeof(int32_t));
+        assert_non_null(am);
+        for (size_t i = 0; i < n; i++) {
+            double u = rng_uniform(&rg);
+            x[i] = u < 0.3 ? special[rng_below(&rg, 6)] : (float)(rng_below(&rg, 5)) * 0.25f;
+        }
+        maxpool2_fwd(x, s, y, am);
+        for (int p = 0; p < s.n * s.c; p++)
+            for (int i = 0; i < ys.h; i++)
+                for (int j = 0; j < ys.w; j++) {
+                    size_t base = (size_t)p * s.h * s.w, best = base + (size_t)(2 * i) * s.w + 2 * j;
+                    float bv = x[best];
+                    for (int di = 0; di < 2; di++)
+                        for (int dj = 0; dj < 2; dj++) {
+                            size_t idx = base + (size_t)(2 * i + di) * s.w + 2 * j + dj;
+                            if (!isnan(bv) && (x[idx] > bv || isnan(x[idx]))) bv = x[idx], best = idx;
+                        }
+                    size_t o = ((size_t)p * ys.h + i) * ys.w + j;
+                    assert_int_equal(am[o], (int32_t)best);
+                    assert_memory_equal(&y[o], &bv, sizeof(float));
+                }
+        free(x), free(y), free(am);
+    }
+}
+
+/* ---- thread-count independence ---- */
+
+/* Every op, forward and backward, at `threads`; outputs appended to out[] (sizes in len[]). */
+enum { TOUT = 24 };
+static void misc_run(int threads, const float *x, const float *x2, const float *dyb, const float *sv, shape4 s,
+                     float **out, size_t *len, float *loss)
+{
+    ops_set_threads(threads);
+    assert_int_equal(ops_threads(), threads);
+    size_t n = shape4_numel(s), np = (size_t)s.n * s.c, hw = (size_t)s.h * s.w;
+    shape4 hs = {s.n, s.c, s.h / 2, s.w / 2};
+    size_t nh = shape4_numel(hs);
+    int k = 0;
+#define OUT(sz) (len[k] = (sz), out[k] = fbuf(len[k]), out[k++])
+    float *y;
+    relu_fwd(x, n, y = OUT(n));
+    relu_bwd(y, dyb, n, OUT(n));
+    sigmoid_fwd(x, n, y = OUT(n));
+    sigmoid_bwd(y, dyb, n, OUT(n));
+    int32_t *am = malloc(nh * sizeof(int32_t));
+    assert_non_null(am);
+    maxpool2_fwd(x, s, OUT(nh), am);
+    maxpool2_bwd(am, dyb, hs, OUT(n), s);
+    free(am);
+    upsample2_fwd(x, s, OUT(4 * n));
+    upsample2_bwd(x2, s, OUT(n)); /* x2 holds 4n values */
+    concat_fwd(x, s.c, dyb, s.c, s.n, s.h, s.w, y = OUT(2 * n));
+    float *da = OUT(n), *db = OUT(n);
+    concat_bwd(y, s.c, s.c, s.n, s.h, s.w, da, db);
+    quadrant_crop(x, s, 3, OUT(nh));
+    y = OUT(n);
+    memcpy(y, dyb, n * sizeof(float));
+    quadrant_assemble(x2, s, 1, y);
+    mul_spatial_fwd(x, s, sv, OUT(n)); /* sv: [N,1,H,W] */
+    float *dr = OUT(n);
+    mul_spatial_bwd(x, s, sv, dyb, dr, OUT((size_t)s.n * hw));
+    mul_channel_fwd(x, s, sv, OUT(n)); /* sv: [N,C] */
+    dr = OUT(n);
+    mul_channel_bwd(x, s, sv, dyb, dr, OUT(np));
+    avgpool_global_fwd(x, s, OUT(np));
+    avgpool_global_bwd(dyb, s, OUT(n));
+    avgpool_block_fwd(x, s, 4, OUT(np * 16));
+    avgpool_block_bwd(dyb, s, 4, OUT(n));
+    *loss = mse(x, dyb, n, 0.6f, OUT(n));
+#undef OUT
+    assert_true(k <= TOUT);
+    for (; k < TOUT; k++) out[k] = NULL, len[k] = 0;
+}
+
+static void test_threads_misc(void **state)
+{
+    (void)state;
+    rng_t rg;
+    rng_seed(&rg, 23, 0);
+    static const shape4 S[] = {{16, 32, 32, 32}, {3, 7, 24, 40}};
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++) {
+        shape4 s = S[si];
+        size_t n = shape4_numel(s);
+        float *x = fbuf(n), *x2 = fbuf(4 * n), *dy = fbuf(4 * n), *sv = fbuf(n);
+        fill_uniform(&rg, x, n, -2, 2);
+        fill_uniform(&rg, x2, 4 * n, -1, 1);
+        fill_uniform(&rg, dy, 4 * n, -1, 1);
+        fill_uniform(&rg, sv, n, -1, 1);
+        float *out[3][TOUT], loss[3];
+        size_t len[3][TOUT];
+        for (int t = 0; t < 3; t++) misc_run(t + 1, x, x2, dy, sv, s, out[t], len[t], &loss[t]);
+        for (int t = 1; t < 3; t++) {
+            assert_memory_equal(&loss[0], &loss[t], sizeof(float));
+            for (int i = 0; i < TOUT && out[0][i]; i++) {
+                assert_int_equal(len[0][i], len[t][i]);
+                if (memcmp(out[0][i], out[t][i], len[0][i] * sizeof(float)))
+                    fail_msg("shape %zu, output %d differs at %d threads", si, i, t + 1);
+            }
+        }
+        for (int t = 0; t < 3; t++)
+            for (int i = 0; i < TOUT; i++) free(out[t][i]);
+        free(x), free(x2), free(dy), free(sv);
+    }
+    ops_set_threads(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -575,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_upsample2),     cmocka_unit_test(test_concat),        cmocka_unit_test(test_quadrants),
         cmocka_unit_test(test_mul_spatial),   cmocka_unit_test(test_mul_channel),   cmocka_unit_test(test_avgpool_global),
         cmocka_unit_test(test_avgpool_block), cmocka_unit_test(test_softmax_ce),    cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_maxpool2_special), cmocka_unit_test(test_threads_misc),
     };
     return cmocka_run_group_tests_name("ops_misc", tests, NULL, NULL);
 }
