@@ -20,7 +20,6 @@
 #include "../engine/net.h"
 #include "ferbench.h"
 
-#define FB_VERSION_STR "0.5"
 
 static int file_sha256(const char *path, char hex[65])
 {
@@ -64,7 +63,7 @@ static int record(sqlite3 *db, const data_split *sp, const char *weights, const 
     char *abs_w = realpath(weights, NULL), *abs_o = realpath(out, NULL);
     int ok = 0;
     if (db_begin(db, err, errlen)) goto done;
-    if (db_tool_run_begin(db, "ferbench", FB_VERSION_STR, ferbench_argv_json, &tool_run, err, errlen)) goto done;
+    if (db_tool_run_begin(db, "ferbench", FB_VERSION, ferbench_argv_json, &tool_run, err, errlen)) goto done;
     if (db_prepare(db, "INSERT INTO model_runs(tool_run_id, dataset_id, model, weights_path, weights_hash, split, "
                        "predictions_path) SELECT ?, id, 'ours', ?, ?, ?, ? FROM datasets WHERE name = ?", &st, err,
                    errlen))

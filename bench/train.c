@@ -26,7 +26,6 @@
 #include "../engine/safetensors.h"
 #include "ferbench.h"
 
-#define FB_VERSION_STR "0.5"
 
 typedef struct {
     model_config cfg;
@@ -182,11 +181,9 @@ static int record_epoch(sqlite3 *db, long long run_id, int epoch, const net_loss
     return 0;
 }
 
-static int new_train_run(sqlite3 *db, const train_opts *o, const data_split *tr, const data_split *va,
-                         long long *run_id, char *err, size_t errlen)
+static int new_train_run(sqlite3 *db, long long tool_run, const train_opts *o, const data_split *tr,
+                         const data_split *va, long long *run_id, char *err, size_t errlen)
 {
-    long long tool_run;
-    if (db_tool_run_begin(db, "ferbench", FB_VERSION_STR, ferbench_argv_json, &tool_run, err, errlen)) return -1;
     char cfg[4096];
     snprintf(cfg, sizeof cfg,
              "{\"model\":\"ours\",\"config\":\"%s\",\"size\":%d,\"width\":%.17g,\"epochs\":%ld,\"batch\":%ld,"
@@ -220,6 +217,7 @@ int cmd_train(const cli_args *a)
     float *grad = NULL, *m = NULL, *v = NULL;
     net *t = NULL;
     sqlite3 *db = NULL;
+    long long tool_run = 0;
     train_state s = {0, 0, -1, -1.0, 0, 0, ""};
 
     if (data_open_split(o.db, o.dataset, "train", o.mode, &tr, err, sizeof err) ||
@@ -259,6 +257,9 @@ int cmd_train(const cli_args *a)
         goto out;
     }
     if (db_open(o.db, &db, err, sizeof err)) goto out;
+    /* This invocation in tool_runs (a resumed run gets its own row; its
+     * train_runs row stays the first invocation's). */
+    if (db_tool_run_begin(db, "ferbench", FB_VERSION, ferbench_argv_json, &tool_run, err, sizeof err)) goto out;
     if (o.resume) {
         if (!path_exists(last)) {
             snprintf(err, sizeof err, "%s: no checkpoint to resume from (train without --resume)", last);
@@ -278,7 +279,7 @@ int cmd_train(const cli_args *a)
         }
         model_params_init_weights(&p, (uint64_t)o.seed);
         snprintf(s.fingerprint, sizeof s.fingerprint, "%s", fp);
-        if (new_train_run(db, &o, &tr, &va, &s.train_run_id, err, sizeof err)) goto out;
+        if (new_train_run(db, tool_run, &o, &tr, &va, &s.train_run_id, err, sizeof err)) goto out;
     }
 
     adamw_config ac = adamw_paper();
@@ -351,6 +352,7 @@ int cmd_train(const cli_args *a)
     rc = EXIT_OK;
 out:
     if (rc != EXIT_OK) log_error("%s", err[0] ? err : "training failed");
+    if (tool_run > 0) db_tool_run_end(db, tool_run, rc, NULL, 0);
     db_close(db);
     net_free(t);
     free(grad), free(m), free(v);

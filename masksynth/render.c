@@ -436,21 +436,7 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
             fer2013_rows(root, &fer_buf, &c.fer_rows, &c.fer_nrows, err, sizeof err)) goto out;
     int threads = o->threads < 1 ? 1 : o->threads > 64 ? 64 : o->threads;
     /* This run in tool_runs; finished and exit_code are set at the end (NULL if killed). */
-    char started[32];
-    timestamp_now(started);
-    if (db_prepare(db, "INSERT INTO tool_runs(tool, version, arguments, started) VALUES ('masksynth', ?, ?, ?)", &st, err,
-                   sizeof err)) goto out;
-    sqlite3_bind_text(st, 1, FB_VERSION, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, o->argv_json ? o->argv_json : "[]", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, started, -1, SQLITE_STATIC);
-    int stepped = sqlite3_step(st);
-    sqlite3_finalize(st);
-    st = NULL;
-    if (stepped != SQLITE_DONE) {
-        snprintf(err, sizeof err, "%s: %s", sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
-        goto out;
-    }
-    run_id = sqlite3_last_insert_rowid(db);
+    if (db_tool_run_begin(db, "masksynth", FB_VERSION, o->argv_json, &run_id, err, sizeof err)) goto out;
 
     double t_load = now_seconds();
     if (!o->landmarks && todo > 0) {
@@ -521,13 +507,7 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
     rc = EXIT_OK;
 out:
     if (rc) log_error("%s", err);
-    if (run_id > 0) {
-        char finished[32], sql[160];
-        timestamp_now(finished);
-        snprintf(sql, sizeof sql, "UPDATE tool_runs SET finished = '%s', exit_code = %d WHERE id = %lld", finished, rc,
-                 run_id);
-        db_exec(db, sql, NULL, 0);
-    }
+    if (run_id > 0) db_tool_run_end(db, run_id, rc, NULL, 0);
     sqlite3_finalize(st);
     for (int t = 0; t < nmodels; t++) lmk_free(c.models[t]);
     free(c.models);
