@@ -11,6 +11,7 @@
  * (batches and flips are functions of the seed and epoch only). */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,18 @@ static void fingerprint(const train_opts *o, const data_split *tr, char *buf, si
              "\"lr_gamma\":%.17g,\"weight_decay\":%.17g,\"seed\":%ld,\"dataset\":\"%s\",\"mode\":\"%s:%lld\"}",
              o->config_name, o->cfg.size, o->cfg.width, o->batch, o->lr, o->lr_step, o->gamma, o->wd, o->seed,
              tr->dataset, tr->mode, tr->mode_seed);
+}
+
+/* The training log on stdout, one line at a time (people and CI logs follow it). */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
 }
 
 static double epoch_lr(const train_opts *o, int epoch) { return o->lr * pow(o->gamma, (double)(epoch / o->lr_step)); }
@@ -271,7 +284,7 @@ int cmd_train(const cli_args *a)
                      s.fingerprint, fp);
             goto out;
         }
-        log_info("resuming %s after epoch %d (step %ld, best epoch %d)", last, s.next_epoch - 1, s.step, s.best_epoch);
+        say("resuming %s after epoch %d (step %ld, best epoch %d)", last, s.next_epoch, s.step, s.best_epoch + 1);
     } else {
         if (path_exists(last)) {
             snprintf(err, sizeof err, "%s exists: pass --resume to continue it, or choose another --out", last);
@@ -286,7 +299,7 @@ int cmd_train(const cli_args *a)
     ac.lr = o.lr;
     ac.weight_decay = o.wd;
     const int G = model_grid(&o.cfg);
-    log_info("training %s (size %d, width %g, %zu parameters) on %s: %d train / %d val images, batch %ld, %d thread%s",
+    say("training %s (size %d, width %g, %zu parameters) on %s: %d train / %d val images, batch %ld, %d thread%s",
              o.config_name, o.cfg.size, o.cfg.width, model_count_params(&p, NULL), tr.dataset, tr.n, va.n, o.batch,
              o.threads, o.threads == 1 ? "" : "s");
     for (int epoch = s.next_epoch; epoch < o.epochs; epoch++) {
@@ -342,12 +355,11 @@ int cmd_train(const cli_args *a)
             record_epoch(db, s.train_run_id, epoch, &mean, acc, secs, s.best_epoch, err, sizeof err) ||
             write_log_csv(db, s.train_run_id, &o, err, sizeof err))
             goto out;
-        log_info("epoch %d/%ld  lr %.3g  Lp %.5f  Lm %.5f  Ld %.5f  Lt %.5f  val acc %.4f%s  %.1f s", epoch + 1,
+        say("epoch %d/%ld  lr %.3g  Lp %.5f  Lm %.5f  Ld %.5f  Lt %.5f  val acc %.4f%s  %.1f s", epoch + 1,
                  o.epochs, lr, mean.lp, mean.lm, mean.ld, mean.total, acc, improved ? " (best)" : "", secs);
     }
     if (s.bad_epochs >= o.patience)
-        log_info("early stop: no validation improvement for %d epochs", s.bad_epochs);
-    log_info("best epoch %d (val acc %.4f): %s", s.best_epoch + 1, s.best_acc, best_w);
+        say("early stop: no validation improvement for %d epochs", s.bad_epochs);
     printf("best_epoch=%d val_accuracy=%.6f weights=%s\n", s.best_epoch + 1, s.best_acc, best_w);
     rc = EXIT_OK;
 out:
