@@ -427,9 +427,21 @@ void net_free(net *t)
     free(t);
 }
 
+/* Training runs Winograd F(2x2) at most: at small batches the gradients are
+ * ill-conditioned, and F(4x4)'s ~1e-5 per layer (fine for inference) took
+ * fopm's gradients several times further from PyTorch than float32 PyTorch
+ * is from float64. Returns the mode to restore. */
+static int winograd_for(int train)
+{
+    int prev = ops_winograd();
+    if (train && prev == OPS_WINOGRAD_AUTO) ops_set_winograd(OPS_WINOGRAD_F2);
+    return prev;
+}
+
 int net_forward(net *t, const float *x, int n, int train)
 {
     if (!t || !x || n <= 0) return -1;
+    int wg = winograd_for(train);
     t->fail = 0;
     t->err[0] = '\0';
     t->nused = t->nnodes = 0;
@@ -441,6 +453,7 @@ int net_forward(net *t, const float *x, int n, int train)
     if (xi < 0) return -1;
     memcpy(D(t, xi), x, t->slots[xi].numel * sizeof(float));
     run_forward(t, xi);
+    ops_set_winograd(wg);
     if (t->fail) t->nnodes = 0;
     return t->fail ? -1 : 0;
 }
@@ -591,11 +604,13 @@ int net_backward(net *t, float *grad)
         return -1;
     }
     if (big > t->tmp_cap) t->tmp_cap = big;
+    int wg = winograd_for(1);
     for (int i = t->nnodes - 1; i >= 0 && !t->fail; i--) {
         const node *nd = &t->nodes[i];
         if (!t->slots[nd->y].has_grad) continue; /* output does not reach the loss */
         backward_node(t, nd, grad);
     }
+    ops_set_winograd(wg);
     t->have_loss = 0; /* one backward per loss */
     return t->fail ? -1 : 0;
 }

@@ -36,6 +36,8 @@ void net_free(net *t);
 /* x [n,3,S,S] -> outputs below. train=1: batch norm uses batch statistics
  * (and updates the running ones) and the tape is kept for net_backward;
  * train=0: running statistics, in-place activations (less memory).
+ * Training forwards and backwards use Winograd F(2x2) at most (ops.h's
+ * default F(4x4) is kept for inference: see net.c).
  * Returns 0, or -1 (allocation failure, tensor missing from p; message in
  * net_error). */
 int net_forward(net *t, const float *x, int n, int train);

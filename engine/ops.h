@@ -35,11 +35,18 @@ typedef struct { int n, c, h, w; } shape4;
  * their size, ops_workspace_free() releases them (next use re-allocates). */
 void ops_set_threads(int n);
 int ops_threads(void);
-/* 1 (the default): 3x3 stride-1 convolutions with at least 64 input and 64
- * output channels (forward, and the backward's dx) use Winograd F(2x2,3x3),
- * within ~1e-6 relative of im2col; 0: im2col + sgemm everywhere (the plain
- * reference path). Either way results do not depend on the thread count. */
-void ops_set_winograd(int on);
+/* Winograd for 3x3 stride-1 convolutions with at least 64 input and 64 output
+ * channels (forward, and the backward's dx):
+ * OPS_WINOGRAD_AUTO (1, the default; any other nonzero value too):
+ * F(4x4,3x3) on images of at least 8x8 (within ~1.5e-5 of im2col, relative
+ * to the output's max), F(2x2,3x3) on smaller ones;
+ * OPS_WINOGRAD_F2: F(2x2,3x3) only (within ~1e-6 relative of im2col);
+ * OPS_WINOGRAD_F4: F(4x4,3x3) at every size; 0 (OPS_WINOGRAD_OFF): im2col +
+ * sgemm everywhere (the plain reference path). Either way results do not
+ * depend on the thread count. */
+enum { OPS_WINOGRAD_OFF = 0, OPS_WINOGRAD_AUTO = 1, OPS_WINOGRAD_F2 = 2, OPS_WINOGRAD_F4 = 3 };
+void ops_set_winograd(int mode);
+int ops_winograd(void); /* the mode in force */
 size_t ops_workspace_bytes(void);
 void ops_workspace_free(void);
 

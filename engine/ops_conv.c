@@ -17,8 +17,9 @@
  * (large images) or a few whole images (small ones), sized so its columns
  * (K x cols floats) stay in cache. 1x1 stride-1 convolutions read the image
  * as its own column matrix. 3x3 stride-1 convolutions with >= 64 channels in
- * and out use Winograd F(2x2,3x3) instead (below; ops_set_winograd(0) turns
- * it off). The backward's dx of a stride-1 convolution is the forward
+ * and out use Winograd instead, F(4x4,3x3) on images of at least 8x8 and
+ * F(2x2,3x3) on smaller ones (below; ops_set_winograd selects, 0 turns it
+ * off). The backward's dx of a stride-1 convolution is the forward
  * convolution of dy with the flipped, transposed kernel (no col2im, and
  * Winograd where it applies); stride 2 goes through col2im per image. dW is
  * im2col + sgemm over channel blocks (each block walks every tile in order).
@@ -545,7 +546,10 @@ enum {
     WG_BUDGET = 1 << 19, /* floats of a block's V and M (2 MiB) */
     WG_TB_MIN = 32,
     WG_TB_MAX = 256,
-    WG_MIN_CH = 64 /* input and output channels below this: im2col (small layers gain nothing) */
+    WG_MIN_CH = 64, /* input and output channels below this: im2col (small layers gain nothing) */
+    WG4_BUDGET = 1 << 19, /* F(4x4): floats of a block's V and M (2 MiB)... */
+    WG4_PACK = 512,       /* ...but at least oc * c / WG4_PACK tiles (OpenBLAS packs U, oc x c, every sgemm) */
+    WG4_MIN_HW = 8      /* OPS_WINOGRAD_AUTO: F(4x4) from this height and width, F(2x2) below */
 };
 
 typedef struct {
@@ -554,37 +558,61 @@ typedef struct {
     long T;             /* tiles of the batch */
     int tb, ld, rw;     /* tiles per block, row stride of V and M, padded input row */
     long nblocks;
+    int m, na;          /* output tile side (2 or 4), transform planes ((m + 2)^2) */
 } wg_plan;
 
-static atomic_int g_winograd = 1;
+static atomic_int g_winograd = OPS_WINOGRAD_AUTO;
 
-void ops_set_winograd(int on) { atomic_store(&g_winograd, on != 0); }
+void ops_set_winograd(int mode)
+{
+    atomic_store(&g_winograd, mode == OPS_WINOGRAD_F2 || mode == OPS_WINOGRAD_F4 ? mode
+                              : mode != 0                                        ? OPS_WINOGRAD_AUTO
+                                                                                 : 0);
+}
+
+int ops_winograd(void) { return atomic_load(&g_winograd); }
+
+static int wg_tile(shape4 xs)
+{
+    int mode = atomic_load(&g_winograd);
+    if (mode == OPS_WINOGRAD_F2)
+        return 2;
+    if (mode == OPS_WINOGRAD_F4)
+        return 4;
+    return xs.h >= WG4_MIN_HW && xs.w >= WG4_MIN_HW ? 4 : 2;
+}
 
 static int wg_applies(shape4 xs, int oc, int k, int s)
 {
-    return atomic_load(&g_winograd) && k == 3 && s == 1 && xs.c >= WG_MIN_CH && oc >= WG_MIN_CH && xs.h >= 2 && xs.w >= 2;
+    return atomic_load(&g_winograd) != 0 && k == 3 && s == 1 && xs.c >= WG_MIN_CH && oc >= WG_MIN_CH && xs.h >= 2 && xs.w >= 2;
 }
 
-static wg_plan plan_wg(shape4 xs, int oc)
+static wg_plan plan_wg(shape4 xs, int oc, int m)
 {
     wg_plan p;
     memset(&p, 0, sizeof p);
     p.n = xs.n, p.c = xs.c, p.h = xs.h, p.w = xs.w, p.oc = oc;
-    p.th = (xs.h + 1) / 2, p.tw = (xs.w + 1) / 2, p.t1 = p.th * p.tw;
+    p.m = m, p.na = (m + 2) * (m + 2);
+    p.th = (xs.h + m - 1) / m, p.tw = (xs.w + m - 1) / m, p.t1 = p.th * p.tw;
     p.T = (long)p.n * p.t1;
-    long tb = WG_BUDGET / (16L * (xs.c + oc));
+    long tb = (m == 4 ? WG4_BUDGET : WG_BUDGET) / ((long)p.na * (xs.c + oc));
+    if (m == 4 && tb < (long)oc * xs.c / WG4_PACK) /* wide layers: amortise the packing of U over more tiles */
+        tb = (long)oc * xs.c / WG4_PACK;
     if (tb < WG_TB_MIN)
         tb = WG_TB_MIN;
     if (tb > WG_TB_MAX)
         tb = WG_TB_MAX;
     p.tb = (int)(tb / 4 * 4);
     p.ld = p.tb + 4; /* 4 tiles of slack: vectors of a short last row segment */
-    p.rw = 2 * p.tw + 16;
+    p.rw = m * p.tw + 16;
     p.nblocks = (p.T + p.tb - 1) / p.tb;
     return p;
 }
 
-static size_t wg_slot_floats(const wg_plan *p) { return 16 * (size_t)p->ld * (p->c + p->oc) + 4 * (size_t)p->rw; }
+static size_t wg_slot_floats(const wg_plan *p)
+{
+    return (size_t)p->na * p->ld * (p->c + p->oc) + (size_t)(p->m + 2) * p->rw;
+}
 
 /* U[xi][o][c] = (G g G^T)[xi] for w[o][c] (3x3), in double then rounded. */
 static void wg_filters(const float *w, int oc, int c, float *U)
@@ -703,16 +731,204 @@ static void wg_block(const wg_plan *p, const float *x, const float *U, const flo
     }
 }
 
+/* ---- Winograd F(4x4, 3x3) -------------------------------------------------
+ * The same scheme with 6x6 input patches at (4ty - 1, 4tx - 1) giving 4x4
+ * output tiles: 36 GEMMs, 4x fewer multiplications than im2col (F(2x2): 2.25x).
+ * Interpolation points 0, +-1, +-2 and infinity (Lavin & Gray):
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * The transforms are not exact in float (G has 1/6, 1/24; B and A scale by up
+ * to 8), so F(4x4) is within ~1.5e-5 relative (of max |y|) of im2col rather
+ * than ~1e-6 (measured 1.4e-5 at worst at 256-512 channels with inputs
+ * uniform in [-1, 1], ~7e-6 with non-negative ones). Tasks, blocks and vectors as F(2x2); the 4 tiles of a vector
+ * are gathered / scattered by 4x4 transposes. */
+
+/* U[xi][o][c] = (G g G^T)[xi] for w[o][c] (3x3), xi = 6i + j, in double then rounded. */
+static void wg4_filters(const float *w, int oc, int c, float *U)
+{
+    const size_t plane = (size_t)oc * c;
+    int nt = team(oc, 150.0 * oc * (double)c);
+OMP(omp parallel for num_threads(nt) schedule(static) if (nt > 1))
+    for (int o = 0; o < oc; o++)
+        for (int c0 = 0; c0 < c; c0 += 16) { /* 16 channels at a time: rows of 16 floats into each plane */
+            const int cn = c - c0 < 16 ? c - c0 : 16;
+            const double q4 = 0.25, q6 = 1.0 / 6.0, q12 = 1.0 / 12.0, q24 = 1.0 / 24.0;
+            float ub[36][16];
+            for (int cc = 0; cc < cn; cc++) {
+                const float *g = w + ((size_t)o * c + c0 + cc) * 9;
+                double t[6][3];
+                for (int j = 0; j < 3; j++) {
+                    double g0 = g[j], g1 = g[3 + j], g2 = g[6 + j], e = q6 * (g0 + g2), f = q24 * g0 + q6 * g2;
+                    t[0][j] = q4 * g0;
+                    t[1][j] = -e - q6 * g1;
+                    t[2][j] = -e + q6 * g1;
+                    t[3][j] = f + q12 * g1;
+                    t[4][j] = f - q12 * g1;
+                    t[5][j] = g2;
+                }
+                for (int i = 0; i < 6; i++) {
+                    double h0 = t[i][0], h1 = t[i][1], h2 = t[i][2], e = q6 * (h0 + h2), f = q24 * h0 + q6 * h2;
+                    ub[6 * i + 0][cc] = (float)(q4 * h0);
+                    ub[6 * i + 1][cc] = (float)(-e - q6 * h1);
+                    ub[6 * i + 2][cc] = (float)(-e + q6 * h1);
+                    ub[6 * i + 3][cc] = (float)(f + q12 * h1);
+                    ub[6 * i + 4][cc] = (float)(f - q12 * h1);
+                    ub[6 * i + 5][cc] = (float)h2;
+                }
+            }
+            for (int xi = 0; xi < 36; xi++)
+                memcpy(U + xi * plane + (size_t)o * c + c0, ub[xi], (size_t)cn * sizeof(float));
+        }
+}
+
+/* r = B^T d */
+static inline void wg4_bt(const v4 d[6], v4 r[6])
+{
+    const v4 four = {4, 4, 4, 4}, five = {5, 5, 5, 5}, two = {2, 2, 2, 2};
+    r[0] = four * d[0] - five * d[2] + d[4];
+    r[1] = d[3] + d[4] - four * (d[1] + d[2]);
+    r[2] = d[4] - d[3] + four * (d[1] - d[2]);
+    r[3] = d[4] - d[2] + two * (d[3] - d[1]);
+    r[4] = d[4] - d[2] + two * (d[1] - d[3]);
+    r[5] = four * d[1] - five * d[3] + d[5];
+}
+
+/* y = A^T m */
+static inline void wg4_at(const v4 m[6], v4 y[4])
+{
+    const v4 two = {2, 2, 2, 2}, four = {4, 4, 4, 4}, eight = {8, 8, 8, 8};
+    v4 s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    y[0] = m[0] + s12 + s34;
+    y[1] = d12 + two * d34;
+    y[2] = s12 + four * s34;
+    y[3] = d12 + eight * d34 + m[5];
+}
+
+/* out[l] = {a[0][l], a[1][l], a[2][l], a[3][l]} */
+static inline void tr4(const v4 a[4], v4 out[4])
+{
+    const v4i lo = {0, 4, 1, 5}, hi = {2, 6, 3, 7}, l2 = {0, 1, 4, 5}, h2 = {2, 3, 6, 7};
+    v4 t0 = __builtin_shuffle(a[0], a[1], lo), t1 = __builtin_shuffle(a[2], a[3], lo);
+    v4 t2 = __builtin_shuffle(a[0], a[1], hi), t3 = __builtin_shuffle(a[2], a[3], hi);
+    out[0] = __builtin_shuffle(t0, t1, l2), out[1] = __builtin_shuffle(t0, t1, h2);
+    out[2] = __builtin_shuffle(t2, t3, l2), out[3] = __builtin_shuffle(t2, t3, h2);
+}
+
+static void wg4_block(const wg_plan *p, const float *x, const float *U, const float *b, float *y, long blk, float *ws)
+{
+    const int C = p->c, OC = p->oc, H = p->h, W = p->w, ld = p->ld, rw = p->rw;
+    const long t0 = blk * p->tb, t1 = t0 + p->tb < p->T ? t0 + p->tb : p->T;
+    const int cnt = (int)(t1 - t0);
+    float *V = ws, *M = ws + 36 * (size_t)C * ld, *rows = M + 36 * (size_t)OC * ld;
+
+    for (long t = t0; t < t1;) {
+        int n = (int)(t / p->t1), r = (int)(t % p->t1), ty = r / p->tw, tx0 = r % p->tw;
+        int seg = p->tw - tx0 < t1 - t ? p->tw - tx0 : (int)(t1 - t), j0 = (int)(t - t0);
+        for (int c = 0; c < C; c++) {
+            const float *xc = x + ((size_t)n * C + c) * H * W;
+            for (int i = 0; i < 6; i++) { /* rows[i][1 + ix] = x[4ty - 1 + i][ix], zero around */
+                float *rr = rows + (size_t)i * rw;
+                int iy = 4 * ty - 1 + i;
+                if (iy >= 0 && iy < H) {
+                    rr[0] = 0.0f;
+                    memcpy(rr + 1, xc + (size_t)iy * W, (size_t)W * sizeof(float));
+                    memset(rr + 1 + W, 0, (size_t)(rw - 1 - W) * sizeof(float));
+                } else {
+                    memset(rr, 0, (size_t)rw * sizeof(float));
+                }
+            }
+            for (int tx = tx0; tx < tx0 + seg; tx += 4) {
+                v4 rt[6][6]; /* rt[i] = B^T of input row i, over the 6 columns */
+                for (int i = 0; i < 6; i++) {
+                    const float *q = rows + (size_t)i * rw + 4 * tx; /* input column 4tx - 1 */
+                    v4 a[5] = {ld4(q), ld4(q + 4), ld4(q + 8), ld4(q + 12), ld4(q + 16)}, d[6], e[4];
+                    tr4(a, d);
+                    tr4(a + 1, e);
+                    d[4] = e[0], d[5] = e[1];
+                    wg4_bt(d, rt[i]);
+                }
+                float *vo = V + (size_t)c * ld + (size_t)(j0 + tx - tx0);
+                const size_t xs = (size_t)C * ld; /* between xi planes */
+                for (int j = 0; j < 6; j++) {
+                    v4 col[6] = {rt[0][j], rt[1][j], rt[2][j], rt[3][j], rt[4][j], rt[5][j]}, o[6];
+                    wg4_bt(col, o);
+                    for (int a = 0; a < 6; a++)
+                        st4(vo + (size_t)(a * 6 + j) * xs, o[a]);
+                }
+            }
+        }
+        t += seg;
+    }
+
+    for (int xi = 0; xi < 36; xi++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, cnt, C, 1.0f, U + (size_t)xi * OC * C, C,
+                    V + (size_t)xi * C * ld, ld, 0.0f, M + (size_t)xi * OC * ld, ld);
+
+    for (long t = t0; t < t1;) {
+        int n = (int)(t / p->t1), r = (int)(t % p->t1), ty = r / p->tw, tx0 = r % p->tw;
+        int seg = p->tw - tx0 < t1 - t ? p->tw - tx0 : (int)(t1 - t), j0 = (int)(t - t0);
+        int oy = 4 * ty, nrows = H - oy < 4 ? H - oy : 4;
+        for (int o = 0; o < OC; o++) {
+            float *yo = y + ((size_t)n * OC + o) * H * W + (size_t)oy * W;
+            const float *mo = M + (size_t)o * ld + j0;
+            const size_t xs = (size_t)OC * ld;
+            const float bo = b ? b[o] : 0.0f;
+            const v4 bv = {bo, bo, bo, bo};
+            for (int tx = tx0; tx < tx0 + seg; tx += 4) {
+                const float *mq = mo + (tx - tx0);
+                v4 z[4][6]; /* z[i][j] = (A^T M)[i][j] */
+                for (int j = 0; j < 6; j++) {
+                    v4 m[6], zz[4];
+                    for (int a = 0; a < 6; a++)
+                        m[a] = ld4(mq + (size_t)(a * 6 + j) * xs);
+                    wg4_at(m, zz);
+                    for (int i = 0; i < 4; i++)
+                        z[i][j] = zz[i];
+                }
+                int nv = tx0 + seg - tx < 4 ? tx0 + seg - tx : 4; /* valid tiles of the vector */
+                for (int i = 0; i < nrows; i++) {
+                    v4 yv[4], tl[4];
+                    wg4_at(z[i], yv);
+                    for (int j = 0; j < 4; j++)
+                        yv[j] += bv;
+                    tr4(yv, tl); /* tl[l]: the 4 outputs of tile tx + l in row oy + i */
+                    float *yr = yo + (size_t)i * W + 4 * tx;
+                    if (nv == 4 && 4 * tx + 16 <= W) {
+                        for (int l = 0; l < 4; l++)
+                            st4(yr + 4 * l, tl[l]);
+                    } else {
+                        for (int l = 0; l < nv; l++) {
+                            float a4[4];
+                            st4(a4, tl[l]);
+                            for (int j = 0; j < 4 && 4 * (tx + l) + j < W; j++)
+                                yr[4 * l + j] = a4[j];
+                        }
+                    }
+                }
+            }
+        }
+        t += seg;
+    }
+}
+
 static void conv_fwd_wg(const float *x, shape4 xs, const float *w, const float *b, int oc, float *y)
 {
-    wg_plan p = plan_wg(xs, oc);
-    float *U = wbuf_get(&ws_wino, 16 * (size_t)oc * xs.c);
-    wg_filters(w, oc, xs.c, U);
-    int nt = team(p.nblocks, 2.0 * oc * 9.0 * xs.c * (double)p.T * 4);
+    wg_plan p = plan_wg(xs, oc, wg_tile(xs));
+    float *U = wbuf_get(&ws_wino, (size_t)p.na * oc * xs.c);
+    if (p.m == 4)
+        wg4_filters(w, oc, xs.c, U);
+    else
+        wg_filters(w, oc, xs.c, U);
+    int nt = team(p.nblocks, 2.0 * oc * 9.0 * xs.c * (double)p.T * p.m * p.m);
     slots_reserve(nt, wg_slot_floats(&p));
 OMP(omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1))
-    for (long blk = 0; blk < p.nblocks; blk++)
-        wg_block(&p, x, U, b, y, blk, ws_slot[omp_get_thread_num()].p);
+    for (long blk = 0; blk < p.nblocks; blk++) {
+        if (p.m == 4)
+            wg4_block(&p, x, U, b, y, blk, ws_slot[omp_get_thread_num()].p);
+        else
+            wg_block(&p, x, U, b, y, blk, ws_slot[omp_get_thread_num()].p);
+    }
 }
 
 /* The forward without the lock (the caller holds ws_mu). */

@@ -11,7 +11,8 @@
  * alone), fopm-tiny training step (forward + losses + backward) at batch 16
  * ("tiny" alone).
  * Each number is the best of several runs (the machine is shared and noisy).
- * BENCH_NO_WINOGRAD=1 in the environment: ops_set_winograd(0) (im2col only).
+ * BENCH_NO_WINOGRAD=1 in the environment: ops_set_winograd(0) (im2col only);
+ * BENCH_WINOGRAD=MODE: ops_set_winograd(MODE) (2: F(2x2,3x3) only, 3: F(4x4,3x3) only).
  * Built with -DBENCH_BASELINE it drives the single-threaded ops of the first
  * commit, where only OpenBLAS threads (openblas_set_num_threads). */
 #include <cblas.h>
@@ -32,6 +33,8 @@ static void set_threads(int n)
     openblas_set_num_threads(n);
 #else
     ops_set_threads(n);
+    if (getenv("BENCH_WINOGRAD"))
+        ops_set_winograd(atoi(getenv("BENCH_WINOGRAD")));
     if (getenv("BENCH_NO_WINOGRAD"))
         ops_set_winograd(0);
 #endif

@@ -489,6 +489,9 @@ static void assert_close_d(const char *what, const float *got, const double *wan
             fail_msg("%s[%zu]: got %.9g, want %.9g (max %.3g)", what, i, got[i], want[i], amax);
 }
 
+/* check_conv_full's tolerance on y and dx (relative to max |want|); F(4x4,3x3) Winograd needs more. */
+static double g_conv_tol = 1e-5;
+
 static void check_conv_full(rng_t *r, shape4 xs, int oc, int k, int s, int bias)
 {
     shape4 ys = conv2d_out_shape(xs, oc, k, s);
@@ -506,11 +509,11 @@ static void check_conv_full(rng_t *r, shape4 xs, int oc, int k, int s, int bias)
 
     conv2d_fwd(x, xs, w, b, oc, k, s, y, NULL);
     conv_ref(x, xs, w, b, oc, k, s, yr);
-    assert_close_d(what, y, yr, ny, 1e-5);
+    assert_close_d(what, y, yr, ny, g_conv_tol);
 
     conv2d_bwd(x, xs, w, oc, k, s, dy, dx, dw, bias ? db : NULL, NULL);
     conv_bwd_ref(x, xs, w, oc, k, s, dy, dxr, dwr, dbr);
-    assert_close_d(what, dx, dxr, nx, 1e-5);
+    assert_close_d(what, dx, dxr, nx, g_conv_tol);
     for (size_t i = 0; i < nw; i++)
         dwr[i] += dw0[i];
     assert_close_d(what, dw, dwr, nw, 1e-5);
@@ -540,27 +543,39 @@ static void test_conv_tiles(void **state)
     check_conv_full(&r, (shape4){2, 5, 3, 17}, 3, 3, 2, 1);   /* odd sizes */
 }
 
-/* Winograd (3x3 stride 1, >= 64 channels in and out): against the naive
- * reference (forward and the backward, whose dx goes through Winograd too)
- * and against the plain im2col path (ops_set_winograd(0)). */
+/* Winograd (3x3 stride 1, >= 64 channels in and out), in each mode
+ * (F(2x2,3x3), F(4x4,3x3), and the default mix): against the naive reference
+ * (forward and the backward, whose dx goes through Winograd too) and against
+ * the plain im2col path (ops_set_winograd(0)). F(2x2) keeps within 1e-5 of
+ * max |y|; F(4x4) (interpolation in float with 1/6, 1/24, 8) within 3e-5
+ * (measured up to ~1.4e-5 at 256 channels). */
 static void check_winograd(rng_t *r, shape4 xs, int oc, int bias)
 {
-    check_conv_full(r, xs, oc, 3, 1, bias);
-    shape4 ys = conv2d_out_shape(xs, oc, 3, 1);
-    size_t nx = shape4_numel(xs), nw = (size_t)oc * xs.c * 9, ny = shape4_numel(ys);
-    float *x = randv(r, nx, -1, 1), *w = randv(r, nw, -1, 1), *b = bias ? randv(r, oc, -1, 1) : NULL;
-    float *dy = randv(r, ny, -1, 1), *y0 = zerov(ny), *y1 = zerov(ny), *dx0 = zerov(nx), *dx1 = zerov(nx);
-    float *dw0 = zerov(nw), *dw1 = zerov(nw);
-    conv2d_fwd(x, xs, w, b, oc, 3, 1, y1, NULL);
-    conv2d_bwd(x, xs, w, oc, 3, 1, dy, dx1, dw1, NULL, NULL);
-    ops_set_winograd(0);
-    conv2d_fwd(x, xs, w, b, oc, 3, 1, y0, NULL);
-    conv2d_bwd(x, xs, w, oc, 3, 1, dy, dx0, dw0, NULL, NULL);
-    ops_set_winograd(1);
-    assert_close_v("winograd y vs im2col", y1, y0, ny, 1e-5);
-    assert_close_v("winograd dx vs im2col", dx1, dx0, nx, 1e-5);
-    assert_memory_equal(dw0, dw1, nw * sizeof(float)); /* dW never goes through Winograd */
-    free(x), free(w), free(b), free(dy), free(y0), free(y1), free(dx0), free(dx1), free(dw0), free(dw1);
+    static const int modes[] = {OPS_WINOGRAD_F2, OPS_WINOGRAD_F4, OPS_WINOGRAD_AUTO};
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+        const int mode = modes[mi];
+        const int f4 = mode == OPS_WINOGRAD_F4 || (mode == OPS_WINOGRAD_AUTO && xs.h >= 8 && xs.w >= 8);
+        const double tol = f4 ? 3e-5 : 1e-5;
+        ops_set_winograd(mode);
+        g_conv_tol = tol;
+        check_conv_full(r, xs, oc, 3, 1, bias);
+        g_conv_tol = 1e-5;
+        shape4 ys = conv2d_out_shape(xs, oc, 3, 1);
+        size_t nx = shape4_numel(xs), nw = (size_t)oc * xs.c * 9, ny = shape4_numel(ys);
+        float *x = randv(r, nx, -1, 1), *w = randv(r, nw, -1, 1), *b = bias ? randv(r, oc, -1, 1) : NULL;
+        float *dy = randv(r, ny, -1, 1), *y0 = zerov(ny), *y1 = zerov(ny), *dx0 = zerov(nx), *dx1 = zerov(nx);
+        float *dw0 = zerov(nw), *dw1 = zerov(nw);
+        conv2d_fwd(x, xs, w, b, oc, 3, 1, y1, NULL);
+        conv2d_bwd(x, xs, w, oc, 3, 1, dy, dx1, dw1, NULL, NULL);
+        ops_set_winograd(OPS_WINOGRAD_OFF);
+        conv2d_fwd(x, xs, w, b, oc, 3, 1, y0, NULL);
+        conv2d_bwd(x, xs, w, oc, 3, 1, dy, dx0, dw0, NULL, NULL);
+        ops_set_winograd(OPS_WINOGRAD_AUTO);
+        assert_close_v("winograd y vs im2col", y1, y0, ny, tol);
+        assert_close_v("winograd dx vs im2col", dx1, dx0, nx, tol);
+        assert_memory_equal(dw0, dw1, nw * sizeof(float)); /* dW never goes through Winograd */
+        free(x), free(w), free(b), free(dy), free(y0), free(y1), free(dx0), free(dx1), free(dw0), free(dw1);
+    }
 }
 
 static void test_winograd(void **state)
@@ -572,9 +587,13 @@ static void test_winograd(void **state)
     check_winograd(&r, (shape4){3, 64, 13, 5}, 72, 1);  /* 3 tiles a row: partial vectors */
     check_winograd(&r, (shape4){1, 64, 2, 2}, 64, 0);   /* one tile */
     check_winograd(&r, (shape4){1, 64, 3, 3}, 64, 1);
-    check_winograd(&r, (shape4){2, 64, 31, 33}, 64, 0); /* 3 blocks, split mid tile row */
+    check_winograd(&r, (shape4){2, 64, 31, 33}, 64, 0); /* F(2x2): 3 blocks, split mid tile row */
     check_winograd(&r, (shape4){1, 256, 10, 10}, 256, 1);
     check_winograd(&r, (shape4){2, 128, 17, 16}, 96, 0);
+    check_winograd(&r, (shape4){2, 64, 70, 66}, 64, 1); /* F(4x4): 3 blocks, split mid tile row, W % 4 == 2 */
+    check_winograd(&r, (shape4){1, 64, 16, 18}, 64, 0); /* full vectors, a clipped last vector */
+    check_winograd(&r, (shape4){2, 64, 8, 8}, 64, 1);   /* F(4x4) from 8x8 in the default mode */
+    check_winograd(&r, (shape4){1, 64, 5, 6}, 64, 0);
 }
 
 /* ---- thread-count independence --------------------------------------------- */
@@ -612,10 +631,13 @@ static void test_threads_conv(void **state)
         {{16, 3, 32, 32}, 8, 3, 2, 1},  /* first layer (no dx) */
         {{4, 16, 8, 8}, 8, 1, 2, 1},    /* 1x1 stride 2 */
         {{2, 8, 64, 64}, 8, 3, 1, 1},   /* few channels, large images */
-        {{8, 64, 22, 22}, 64, 3, 1, 1}, /* Winograd, 4 blocks */
+        {{8, 64, 22, 22}, 64, 3, 1, 1}, /* Winograd, F(2x2): 4 blocks, F(4x4): 2 */
+        {{4, 64, 46, 42}, 72, 3, 1, 1}, /* Winograd, F(4x4): 3 blocks, clipped edge tiles */
     };
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const conv_case *cc = &cases[ci];
+    const size_t ncases = sizeof cases / sizeof cases[0];
+    for (size_t ci = 0; ci < 2 * ncases; ci++) { /* the default Winograd mode, then F(2x2,3x3) only */
+        const conv_case *cc = &cases[ci % ncases];
+        ops_set_winograd(ci < ncases ? OPS_WINOGRAD_AUTO : OPS_WINOGRAD_F2);
         shape4 ys = conv2d_out_shape(cc->xs, cc->oc, cc->k, cc->s);
         size_t nx = shape4_numel(cc->xs), nw = (size_t)cc->oc * cc->xs.c * cc->k * cc->k, ny = shape4_numel(ys);
         float *x = randv(&r, nx, -1, 1), *w = randv(&r, nw, -1, 1), *b = cc->bias ? randv(&r, cc->oc, -1, 1) : NULL;
@@ -635,6 +657,7 @@ static void test_threads_conv(void **state)
             free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
         free(x), free(w), free(b), free(dy), free(dw0), free(db0);
     }
+    ops_set_winograd(OPS_WINOGRAD_AUTO);
     /* the workspace can be released and comes back */
     assert_true(ops_workspace_bytes() > 0);
     ops_workspace_free();
