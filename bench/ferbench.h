@@ -21,6 +21,9 @@ int model_options(const cli_args *a, const char *def, model_config *cfg, char *n
 /* --threads N (default: online CPUs) applied to the engine; -1 after a message. */
 int threads_option(const cli_args *a, int *threads);
 
+/* The process's peak resident set size in bytes (getrusage). */
+long peak_rss_bytes(void);
+
 /* Training state kept in a checkpoint's metadata beside the weights and the
  * AdamW moments. */
 typedef struct {

@@ -199,7 +199,7 @@ int cmd_run(const cli_args *a)
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
-    data_loader_opts lo = {p.cfg.size, model_grid(&p.cfg), (int)batch, 0, 0, 0, 0, 0, 0, threads, 0};
+    data_loader_opts lo = {.S = p.cfg.size, .G = model_grid(&p.cfg), .batch = (int)batch, .nthreads = threads};
     data_loader *l = data_loader_start(&sp, &lo, err, sizeof err);
     if (!l) goto out;
     progress pr;

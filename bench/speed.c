@@ -13,7 +13,6 @@
 #include "../engine/optim.h"
 #include "ferbench.h"
 
-long peak_rss_bytes(void);
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -99,8 +99,8 @@ static int path_exists(const char *p)
 /* Accuracy of the current weights on split s (eval mode). */
 static int validate(net *t, const data_split *s, const train_opts *o, double *acc, char *err, size_t errlen)
 {
-    data_loader_opts lo = {o->cfg.size, model_grid(&o->cfg), (int)o->batch, (uint64_t)o->seed, 0, 0, 0, 0, 0,
-                           o->threads, 0};
+    data_loader_opts lo = {.S = o->cfg.size, .G = model_grid(&o->cfg), .batch = (int)o->batch,
+                           .seed = (uint64_t)o->seed, .nthreads = o->threads}; /* split order, no flips, no targets */
     data_loader *l = data_loader_start(s, &lo, err, errlen);
     if (!l) return -1;
     long correct = 0, seen = 0;
@@ -305,7 +305,8 @@ int cmd_train(const cli_args *a)
     for (int epoch = s.next_epoch; epoch < o.epochs; epoch++) {
         if (s.bad_epochs >= o.patience) break;
         double t0 = now_seconds(), lr = epoch_lr(&o, epoch);
-        data_loader_opts lo = {o.cfg.size, G, (int)o.batch, (uint64_t)o.seed, epoch, 1, 1, 1, 1, o.threads, 0};
+        data_loader_opts lo = {.S = o.cfg.size, .G = G, .batch = (int)o.batch, .seed = (uint64_t)o.seed, .epoch = epoch,
+                               .shuffle = 1, .augment = 1, .drop_last = 1, .with_targets = 1, .nthreads = o.threads};
         data_loader *l = data_loader_start(&tr, &lo, err, sizeof err);
         if (!l) goto out;
         int nb = data_loader_nbatches(l);
