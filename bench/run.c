@@ -21,22 +21,6 @@
 #include "ferbench.h"
 
 
-static int file_sha256(const char *path, char hex[65])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    sha256_ctx c;
-    sha256_init(&c);
-    unsigned char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return -1;
-    sha256_final_hex(&c, hex);
-    return 0;
-}
-
 long peak_rss_bytes(void)
 {
     struct rusage ru;
@@ -182,7 +166,7 @@ int cmd_run(const cli_args *a)
     double *prob = NULL;
     char whash[65];
     if (weights_load(weights, &cfg, cfg_given, &p, err, sizeof err)) goto out;
-    if (file_sha256(weights, whash)) {
+    if (sha256_file(weights, whash)) {
         snprintf(err, sizeof err, "%s: cannot read", weights);
         goto out;
     }
@@ -222,10 +206,7 @@ int cmd_run(const cli_args *a)
             int it = b->items[i];
             double *pp = prob + (size_t)it * MODEL_CLASSES;
             softmax7(lg + (size_t)i * MODEL_CLASSES, pp);
-            int best = 0;
-            for (int k = 1; k < MODEL_CLASSES; k++)
-                if (lg[i * MODEL_CLASSES + k] > lg[i * MODEL_CLASSES + best]) best = k;
-            pred[it] = best;
+            pred[it] = net_argmax(lg + (size_t)i * MODEL_CLASSES);
         }
         done += b->n;
         data_loader_release(l, b);

@@ -14,12 +14,6 @@
 #include "ferbench.h"
 
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median seconds of one inference (train=0) or training step (train=1) at batch n. */
 static int time_mode(model_params *p, int n, int train, int warmup, int iters, double *median, char *err,
                      size_t errlen)

@@ -114,12 +114,7 @@ static int validate(net *t, const data_split *s, const train_opts *o, double *ac
             break;
         }
         const float *lg = net_logits(t);
-        for (int i = 0; i < b->n; i++) {
-            int best = 0;
-            for (int k = 1; k < MODEL_CLASSES; k++)
-                if (lg[i * MODEL_CLASSES + k] > lg[i * MODEL_CLASSES + best]) best = k;
-            correct += best == b->labels[i];
-        }
+        for (int i = 0; i < b->n; i++) correct += net_argmax(lg + (size_t)i * MODEL_CLASSES) == b->labels[i];
         seen += b->n;
         data_loader_release(l, b);
     }

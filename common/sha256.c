@@ -89,3 +89,19 @@ void sha256_hex(const void *data, size_t len, char hex[65])
     sha256_update(&c, data, len);
     sha256_final_hex(&c, hex);
 }
+
+int sha256_file(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    sha256_ctx c;
+    sha256_init(&c);
+    unsigned char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&c, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return -1;
+    sha256_final_hex(&c, hex);
+    return 0;
+}

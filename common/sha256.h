@@ -18,5 +18,7 @@ void sha256_final(sha256_ctx *c, uint8_t out[32]);
 /* Lowercase hex digest of data into hex[65]. */
 void sha256_hex(const void *data, size_t len, char hex[65]);
 void sha256_final_hex(sha256_ctx *c, char hex[65]);
+/* Hex SHA-256 of a file's bytes, read in blocks; -1 if it cannot be read. */
+int sha256_file(const char *path, char hex[65]);
 
 #endif

@@ -144,3 +144,9 @@ int utf8_valid(const char *s, size_t len)
     }
     return 1;
 }
+
+int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}

@@ -16,6 +16,9 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
+/* qsort comparator for doubles, ascending. */
+int cmp_double(const void *a, const void *b);
+
 /* Reads a whole file into a NUL-terminated buffer. Returns NULL and fills err
  * ("path: reason") on failure. max_bytes guards against absurd inputs. */
 char *read_file(const char *path, size_t *len, size_t max_bytes, char *err, size_t errlen);

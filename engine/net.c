@@ -46,7 +46,7 @@ struct net {
     node *nodes;
     int nnodes, cap_nodes;
     float *scratch, *tmp, *tmp2;
-    size_t scratch_cap, tmp_cap;
+    size_t scratch_cap, tmp_cap, tmp2_cap;
     int n, train, have_loss, fail;
     int logits, occ, heat; /* output slots */
     char err[256];
@@ -465,7 +465,7 @@ const char *net_error(const net *t) { return t ? t->err : "no net"; }
 
 size_t net_bytes(const net *t)
 {
-    size_t b = (t->scratch_cap + 2 * t->tmp_cap) * sizeof(float) + ops_workspace_bytes();
+    size_t b = (t->scratch_cap + t->tmp_cap + t->tmp2_cap) * sizeof(float) + ops_workspace_bytes();
     for (int i = 0; i < t->nslots; i++) b += t->slots[i].cap * sizeof(float) * (t->slots[i].grad ? 2 : 1);
     return b;
 }
@@ -594,16 +594,15 @@ int net_backward(net *t, float *grad)
 {
     if (!t || !grad || !t->have_loss) return -1;
     memset(grad, 0, t->p->total * sizeof(float));
-    /* tmp2 doubles as the BN+ReLU temporary: size it for the largest slot. */
+    /* Both temporaries (tmp2 also holds the BN+ReLU product) fit the largest slot. */
     size_t big = 0;
     for (int i = 0; i < t->nused; i++)
         if (t->slots[i].numel > big) big = t->slots[i].numel;
-    size_t c1 = t->tmp_cap, c2 = t->tmp_cap;
-    if (grow((void **)&t->tmp, &c1, big, sizeof(float)) || grow((void **)&t->tmp2, &c2, big, sizeof(float))) {
+    if (grow((void **)&t->tmp, &t->tmp_cap, big, sizeof(float)) ||
+        grow((void **)&t->tmp2, &t->tmp2_cap, big, sizeof(float))) {
         fail(t, "out of memory");
         return -1;
     }
-    if (big > t->tmp_cap) t->tmp_cap = big;
     int wg = winograd_for(1);
     for (int i = t->nnodes - 1; i >= 0 && !t->fail; i--) {
         const node *nd = &t->nodes[i];

@@ -45,6 +45,15 @@ const float *net_logits(const net *t); /* [n,7] */
 const float *net_occ(const net *t);    /* [n,1,G,G], after the sigmoid */
 const float *net_heat(const net *t);   /* [n,68,G,G] */
 
+/* The predicted class of one row of 7 logits (ties: the lowest index). */
+static inline int net_argmax(const float *logits_row)
+{
+    int best = 0;
+    for (int k = 1; k < MODEL_CLASSES; k++)
+        if (logits_row[k] > logits_row[best]) best = k;
+    return best;
+}
+
 /* Losses of the last training forward against occ_t [n,1,G,G], heat_t
  * [n,68,G,G], labels [n] (0..6), and the gradients of Lt at the outputs,
  * ready for net_backward. Returns 0, or -1 (no training forward, bad label). */

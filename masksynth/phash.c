@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/util.h"
+
 /* Area-averaged resize of the grey version to 32 x 32: every source pixel
  * contributes by its overlap, so any input size gives a comparable hash. */
 static void grey32(const image *img, double out[32][32])
@@ -30,12 +32,6 @@ static void grey32(const image *img, double out[32][32])
     for (int i = 0; i < 32; i++)
         for (int j = 0; j < 32; j++) out[i][j] = acc[i * 32 + j] / area;
     free(acc);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static double cosines[8][32];

@@ -284,13 +284,8 @@ static void remove_stale_temps(const char *dir)
 /* A row exists and both files hold the recorded bytes: nothing to do. */
 static int already_done(const char *path, const char *hash)
 {
-    size_t len;
-    char err[256], hex[65];
-    char *buf = read_file(path, &len, (size_t)256 << 20, err, sizeof err);
-    if (!buf) return 0;
-    sha256_hex(buf, len, hex);
-    free(buf);
-    return !strcmp(hex, hash);
+    char hex[65];
+    return sha256_file(path, hex) == 0 && !strcmp(hex, hash);
 }
 
 static char *dup_col(sqlite3_stmt *st, int i)

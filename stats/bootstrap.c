@@ -64,12 +64,6 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 double quantile_sorted(const double *v, long n, double q)
 {
     double h = (double)(n - 1) * q;
