@@ -1,6 +1,7 @@
 # ferbench: masksynth, ferbench and ferstats. See README.md.
 #   make deps   install the Debian packages everything needs (idempotent)
-#   make        build bin/masksynth bin/ferbench bin/ferstats
+#   make        build bin/masksynth bin/ferbench bin/ferstats (and bin/libfbcuda.so, the CUDA
+#               backend, when nvcc and cudnn.h are found; `make cuda` insists on it)
 #   make test   build and run every test (ends with the runner's summary)
 #   make asan   the same tests on an ASan + UBSan build
 #   make bench  speed benchmarks against the Python tools users have today
@@ -26,8 +27,9 @@ COMMON_SRC := common/util.c common/csv.c common/strmap.c common/rng.c common/log
               common/sha256.c common/image.c
 STATS_SRC  := stats/preds.c stats/metrics.c stats/hypothesis.c stats/distributions.c stats/bootstrap.c stats/svg.c
 DB_SRC     := db/db.c
-ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_misc.c engine/net.c engine/optim.c
-ENGINE_LIBS := -lopenblas
+ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_misc.c engine/net.c engine/optim.c \
+              engine/backend_cpu.c
+ENGINE_LIBS := -lopenblas -ldl
 # The data pipeline reads the database, so it is kept apart from ENGINE_OBJ.
 DATA_SRC   := engine/data.c
 FERBENCH_SRC := bench/main.c bench/common.c bench/train.c bench/run.c bench/speed.c
@@ -35,6 +37,23 @@ MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+# The CUDA backend (engine/cuda/, loaded by `--device cuda`): built into
+# $(BIN)/libfbcuda.so when nvcc and cudnn.h are found (CUDA_HOME, default
+# /usr/local/cuda, or nvcc on PATH); CPU-only builds are unchanged. It links
+# cuDNN and cuBLAS, the C tools never do. CUDA_ARCH: the GPUs to compile for.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDNN_HOME ?= $(CUDA_HOME)
+CUDNN_H   := $(firstword $(wildcard $(CUDNN_HOME)/include/cudnn.h $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h \
+                                    /usr/include/x86_64-linux-gnu/cudnn.h))
+CUDNN_LIB := $(firstword $(wildcard $(CUDNN_HOME)/lib64/libcudnn.so $(CUDNN_HOME)/lib/libcudnn.so) $(CUDA_HOME)/lib64/libcudnn.so)
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_SRC  := engine/cuda/backend_cuda.cu engine/cuda/cudnn_ops.cu engine/cuda/kernels.cu
+CUDA_OBJ  := $(patsubst %.cu,$(BUILD)/%.o,$(CUDA_SRC))
+NVCCFLAGS := -std=c++17 -O2 -g $(CUDA_ARCH) -I$(CUDA_HOME)/include $(if $(CUDNN_H),-I$(patsubst %/,%,$(dir $(CUDNN_H)))) \
+             -Xcompiler -fPIC,-Wall,-Wextra,-Werror -Werror all-warnings
+CUDA_LIB  := $(if $(and $(NVCC),$(CUDNN_H)),$(BIN)/libfbcuda.so)
 COMMON_OBJ := $(call obj,$(COMMON_SRC))
 STATS_OBJ  := $(call obj,$(STATS_SRC))
 DB_OBJ     := $(call obj,$(DB_SRC)) $(BUILD)/db_schema_sql.o
@@ -43,15 +62,15 @@ DATA_OBJ   := $(call obj,$(DATA_SRC))
 FERBENCH_OBJ := $(call obj,$(FERBENCH_SRC))
 MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/landmarks.o
 
-TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats
+TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats $(CUDA_LIB)
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
          $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights \
          $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/test_ops_threads \
          $(BUILD)/tests/test_data $(BUILD)/tests/forward_dump \
-         $(BUILD)/tests/train_dump
+         $(BUILD)/tests/train_dump $(BUILD)/tests/test_backend $(BUILD)/tests/net_parity
 
-.PHONY: all deps test asan bench demo clean check-tools
+.PHONY: all deps test asan bench demo clean check-tools cuda cuda-missing
 all: $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -64,6 +83,19 @@ CXXFLAGS := -std=c++17 $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/engine/cuda/%.o: engine/cuda/%.cu engine/cuda/cuda_internal.h engine/backend.h engine/ops.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BIN)/libfbcuda.so: $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(NVCC) -shared $(CUDA_ARCH) $^ -o $@ -L$(dir $(CUDNN_LIB)) -L$(CUDA_HOME)/lib64 -lcudnn -lcublas \
+	  -Xlinker -rpath,$(patsubst %/,%,$(dir $(CUDNN_LIB))):$(CUDA_HOME)/lib64
+
+cuda: $(if $(CUDA_LIB),$(CUDA_LIB),cuda-missing)
+cuda-missing:
+	@echo "cuda: nvcc ($(if $(NVCC),$(NVCC),not found)) and cudnn.h ($(if $(CUDNN_H),$(CUDNN_H),not found)) are both needed"; exit 1
 
 $(BUILD)/db_schema_sql.c: db/schema.sql db/embed.sh
 	@mkdir -p $(dir $@)
@@ -128,6 +160,13 @@ $(BUILD)/tests/test_ops_misc: $(BUILD)/tests/test_ops_misc.o $(ENGINE_OBJ) $(COM
 
 $(BUILD)/tests/test_ops_threads: $(BUILD)/tests/test_ops_threads.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(ENGINE_LIBS) $(LDLIBS)
+
+# Backend parity (CPU reference against FB_TEST_DEVICE; tests/gpu/run.sh runs them on a GPU).
+$(BUILD)/tests/test_backend: $(BUILD)/tests/test_backend.o $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(ENGINE_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/net_parity: $(BUILD)/tests/net_parity.o $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
 # Timing harness of the ops (not part of the suite): make build/tests/bench_ops
 $(BUILD)/tests/bench_ops: $(BUILD)/tests/bench_ops.o $(ENGINE_OBJ) $(COMMON_OBJ)

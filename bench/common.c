@@ -44,6 +44,23 @@ int threads_option(const cli_args *a, int *threads)
     return 0;
 }
 
+backend *device_option(const cli_args *a)
+{
+    backend_options o = {0};
+    const char *dev = cli_get(a, "device") ? cli_get(a, "device") : "cpu";
+    const char *prec = cli_get(a, "precision") ? cli_get(a, "precision") : "fp32";
+    if (precision_parse(prec, &o.prec) != 0) {
+        log_error("--precision: unknown '%s' (fp32, tf32, bf16)", prec);
+        return NULL;
+    }
+    o.deterministic = cli_flag(a, "deterministic");
+    if (threads_option(a, &o.threads)) return NULL;
+    char err[512];
+    backend *b = backend_open(dev, &o, err, sizeof err);
+    if (!b) log_error("--device %s: %s", dev, err);
+    return b;
+}
+
 int ckpt_write(const char *path, const model_params *p, float *m, float *v, const train_state *s, char *err,
                size_t errlen)
 {

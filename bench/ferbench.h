@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "../common/cli.h"
+#include "../engine/backend.h"
 #include "../engine/model.h"
 
 extern const char *ferbench_argv_json; /* the command line, for tool_runs */
@@ -20,6 +21,9 @@ int cmd_bench(const cli_args *a);
 int model_options(const cli_args *a, const char *def, model_config *cfg, char *name, size_t namelen);
 /* --threads N (default: online CPUs) applied to the engine; -1 after a message. */
 int threads_option(const cli_args *a, int *threads);
+/* --device, --precision, --deterministic and --threads: the backend to run
+ * on, or NULL after a message (exit 2). backend_close() it. */
+backend *device_option(const cli_args *a);
 
 /* The process's peak resident set size in bytes (getrusage). */
 long peak_rss_bytes(void);

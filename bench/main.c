@@ -18,7 +18,10 @@ static int not_yet(const cli_args *a)
 #define MODEL_OPTS                                                                                                \
     {"config", "NAME", "fopm (224, width 1.0; the paper) or fopm-tiny (64, 0.125)"},                              \
         {"size", "S", "input side override (multiple of 32)"}, {"width", "W", "channel multiplier override"},     \
-        {"threads", "N", "CPU threads (default: all; results are identical at any count)"}
+        {"threads", "N", "CPU threads (default: all; results are identical at any count)"},                       \
+        {"device", "D", "cpu (default), cuda or cuda:N (needs bin/libfbcuda.so, built when nvcc is found)"},      \
+        {"precision", "P", "cuda: fp32 (default), tf32 or bf16 (BF16 convolutions, FP32 master weights)"},       \
+        {"deterministic", NULL, "cuda: only algorithms that give bit-identical reruns"}
 
 static const cli_opt train_opts[] = {
     {"model", "ours", "the model to train (only MODEL.md's network, 'ours')"},
@@ -53,7 +56,6 @@ static const cli_opt run_opts[] = {
 };
 
 static const cli_opt bench_opts[] = {
-    {"device", "cpu", "cpu (cuda is not built)"},
     MODEL_OPTS,
     {"batch", "N[,N...]", "batch sizes (default 16)"},
     {"mode", "M", "infer, train or both (default both)"},

@@ -39,8 +39,8 @@ static void softmax7(const float *lg, double *p)
 }
 
 static int record(sqlite3 *db, const data_split *sp, const char *weights, const char *whash, const char *out,
-                  const int *pred, const double *prob, int batch, double ms, double ips, long peak, int threads,
-                  char *err, size_t errlen)
+                  const int *pred, const double *prob, int batch, double ms, double ips, long peak,
+                  const char *device, char *err, size_t errlen)
 {
     long long tool_run, run_id;
     sqlite3_stmt *st = NULL;
@@ -81,8 +81,6 @@ static int record(sqlite3 *db, const data_split *sp, const char *weights, const 
     }
     sqlite3_finalize(st);
     st = NULL;
-    char device[64];
-    snprintf(device, sizeof device, "cpu:%d", threads);
     if (db_prepare(db, "INSERT INTO timings(model_run_id, device, batch, ms_per_image, images_per_s, peak_bytes) "
                        "VALUES (?, ?, ?, ?, ?, ?)", &st, err, errlen))
         goto done;
@@ -150,11 +148,12 @@ int cmd_run(const cli_args *a)
     model_config cfg;
     char cname[32];
     long batch;
-    int threads;
     int cfg_given = cli_get(a, "config") || cli_get(a, "size") || cli_get(a, "width");
-    if (model_options(a, "fopm", &cfg, cname, sizeof cname) || cli_get_long(a, "batch", 16, 1, 4096, &batch) ||
-        threads_option(a, &threads))
+    if (model_options(a, "fopm", &cfg, cname, sizeof cname) || cli_get_long(a, "batch", 16, 1, 4096, &batch))
         return EXIT_BAD_INPUT;
+    backend *be = device_option(a);
+    if (!be) return EXIT_BAD_INPUT;
+    const int threads = be->opt.threads;
 
     char err[2048] = "";
     int rc = EXIT_BAD_INPUT;
@@ -176,7 +175,7 @@ int cmd_run(const cli_args *a)
                  sp.nclasses);
         goto out;
     }
-    t = net_create(&p);
+    t = net_create_on(&p, be);
     pred = malloc((size_t)sp.n * sizeof *pred);
     prob = malloc((size_t)sp.n * MODEL_CLASSES * sizeof *prob);
     if (!t || !pred || !prob) {
@@ -194,14 +193,14 @@ int cmd_run(const cli_args *a)
     int r;
     while ((r = data_loader_next(l, &b)) == 1) {
         double f0 = now_seconds();
-        if (net_forward(t, b->x, b->n, 0) != 0) {
+        const float *lg = net_forward(t, b->x, b->n, 0) == 0 ? net_logits(t) : NULL; /* waits for a device */
+        if (!lg) {
             snprintf(err, sizeof err, "forward: %s", net_error(t));
             data_loader_release(l, b);
             data_loader_stop(l);
             goto out;
         }
         fwd += now_seconds() - f0;
-        const float *lg = net_logits(t);
         for (int i = 0; i < b->n; i++) {
             int it = b->items[i];
             double *pp = prob + (size_t)it * MODEL_CLASSES;
@@ -221,21 +220,22 @@ int cmd_run(const cli_args *a)
     data_loader_stop(l);
     double wall = now_seconds() - t0;
     double ms = 1000.0 * fwd / (double)sp.n, ips = (double)sp.n / wall;
-    long peak = peak_rss_bytes();
+    long peak = be->host_memory ? peak_rss_bytes() : (long)be->peak_bytes(be);
     if (write_csv(out, &sp, pred, prob, err, sizeof err)) goto out;
     if (db_open(dbp, &db, err, sizeof err) ||
-        record(db, &sp, weights, whash, out, pred, prob, (int)batch, ms, ips, peak, threads, err, sizeof err))
+        record(db, &sp, weights, whash, out, pred, prob, (int)batch, ms, ips, peak, be->desc, err, sizeof err))
         goto out;
     long correct = 0;
     for (int i = 0; i < sp.n; i++) correct += pred[i] == sp.items[i].label;
     printf("run model=ours dataset=%s split=%s images=%d accuracy=%.6f ms_per_image=%.3f images_per_s=%.2f "
-           "peak_bytes=%ld threads=%d out=%s\n",
-           sp.dataset, sp.split, sp.n, (double)correct / sp.n, ms, ips, peak, threads, out);
+           "peak_bytes=%ld device=%s out=%s\n",
+           sp.dataset, sp.split, sp.n, (double)correct / sp.n, ms, ips, peak, be->desc, out);
     rc = EXIT_OK;
 out:
     if (rc != EXIT_OK) log_error("%s", err[0] ? err : "run failed");
     db_close(db);
     net_free(t);
+    backend_close(be);
     free(pred);
     free(prob);
     data_split_free(&sp);

@@ -14,20 +14,22 @@
 #include "ferbench.h"
 
 
-/* Median seconds of one inference (train=0) or training step (train=1) at batch n. */
-static int time_mode(model_params *p, int n, int train, int warmup, int iters, double *median, char *err,
-                     size_t errlen)
+/* Median seconds of one inference (train=0) or training step (train=1) at
+ * batch n on be, and the peak memory: device memory on a GPU (everything the
+ * backend allocated), the process's peak RSS on the CPU. A timed step ends
+ * when its results are back on the host (logits; the losses for training),
+ * so a device's asynchronous work is inside the time. */
+static int time_mode(model_params *p, backend *be, int n, int train, int warmup, int iters, double *median,
+                     long *peak, char *err, size_t errlen)
 {
     const int S = p->cfg.size, G = model_grid(&p->cfg);
     size_t nx = (size_t)n * 3 * S * S, no = (size_t)n * G * G, nh = no * MODEL_LANDMARKS;
     float *x = malloc(nx * sizeof *x), *ot = malloc(no * sizeof *ot), *ht = malloc(nh * sizeof *ht);
-    float *grad = train ? calloc(p->total, sizeof *grad) : NULL, *m = train ? calloc(p->total, sizeof *m) : NULL;
-    float *v = train ? calloc(p->total, sizeof *v) : NULL;
     int *lab = malloc((size_t)n * sizeof *lab);
     double *ts = malloc((size_t)iters * sizeof *ts);
-    net *t = net_create(p);
+    net *t = net_create_on(p, be);
     int rc = -1;
-    if (!x || !ot || !ht || !lab || !ts || !t || (train && (!grad || !m || !v))) {
+    if (!x || !ot || !ht || !lab || !ts || !t) {
         snprintf(err, errlen, "out of memory at batch %d", n);
         goto out;
     }
@@ -42,37 +44,33 @@ static int time_mode(model_params *p, int n, int train, int warmup, int iters, d
         double t0 = now_seconds();
         net_losses L;
         if (net_forward(t, x, n, train) != 0 ||
-            (train && (net_loss(t, ot, ht, lab, &L) != 0 || net_backward(t, grad) != 0))) {
+            (train ? net_loss(t, ot, ht, lab, &L) != 0 || net_backward(t, NULL) != 0 ||
+                         net_step(t, it + warmup + 1, ac.lr, &ac) != 0
+                   : !net_logits(t))) {
             snprintf(err, errlen, "batch %d: %s", n, net_error(t));
             goto out;
         }
-        if (train) adamw_step(p, grad, m, v, it + warmup + 1, ac.lr, &ac);
+        if (train) be->sync(be); /* the step's AdamW */
         if (it >= 0) ts[it] = now_seconds() - t0;
     }
     qsort(ts, (size_t)iters, sizeof *ts, cmp_double);
     *median = iters % 2 ? ts[iters / 2] : 0.5 * (ts[iters / 2 - 1] + ts[iters / 2]);
+    *peak = be->host_memory ? peak_rss_bytes() : (long)be->peak_bytes(be);
     rc = 0;
 out:
     net_free(t);
-    free(x), free(ot), free(ht), free(grad), free(m), free(v), free(lab), free(ts);
+    free(x), free(ot), free(ht), free(lab), free(ts);
     return rc;
 }
 
 int cmd_bench(const cli_args *a)
 {
-    const char *dev = cli_get(a, "device") ? cli_get(a, "device") : "cpu";
-    if (strcmp(dev, "cpu") != 0) {
-        log_error("--device %s: this build has only the CPU engine (the CUDA backend is not built)", dev);
-        return EXIT_BAD_INPUT;
-    }
     model_config cfg;
     char cname[32];
     long warmup, iters;
-    int threads;
     int mode = cli_get_choice(a, "mode", "infer|train|both", 2);
     if (mode < 0 || model_options(a, "fopm", &cfg, cname, sizeof cname) ||
-        cli_get_long(a, "warmup", 1, 0, 1000, &warmup) || cli_get_long(a, "iters", 5, 1, 10000, &iters) ||
-        threads_option(a, &threads))
+        cli_get_long(a, "warmup", 1, 0, 1000, &warmup) || cli_get_long(a, "iters", 5, 1, 10000, &iters))
         return EXIT_BAD_INPUT;
     const char *bl = cli_get(a, "batch") ? cli_get(a, "batch") : "16";
     int batches[16], nbatch = 0;
@@ -86,25 +84,33 @@ int cmd_bench(const cli_args *a)
         batches[nbatch++] = (int)b;
         s = *end ? end + 1 : end;
     }
+    backend *be = device_option(a);
+    if (!be) return EXIT_BAD_INPUT;
     model_params p;
-    if (model_params_init(&p, &cfg) != 0) return EXIT_BAD_INPUT;
+    if (model_params_init(&p, &cfg) != 0) {
+        backend_close(be);
+        return EXIT_BAD_INPUT;
+    }
     model_params_init_weights(&p, 1);
     char err[512];
     for (int bi = 0; bi < nbatch; bi++)
         for (int tr = 0; tr < 2; tr++) {
             if ((tr == 0 && mode == 1) || (tr == 1 && mode == 0)) continue;
             double med;
-            if (time_mode(&p, batches[bi], tr, (int)warmup, (int)iters, &med, err, sizeof err) != 0) {
+            long peak;
+            if (time_mode(&p, be, batches[bi], tr, (int)warmup, (int)iters, &med, &peak, err, sizeof err) != 0) {
                 log_error("%s", err);
                 model_params_free(&p);
+                backend_close(be);
                 return EXIT_BAD_INPUT;
             }
-            printf("bench device=cpu threads=%d config=%s mode=%s batch=%d median_s=%.6f ms_per_image=%.3f "
-                   "images_per_s=%.3f peak_bytes=%ld\n",
-                   threads, cname, tr ? "train" : "infer", batches[bi], med, 1000.0 * med / batches[bi],
-                   batches[bi] / med, peak_rss_bytes());
+            printf("bench device=%s threads=%d precision=%s deterministic=%d config=%s mode=%s batch=%d "
+                   "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld\n",
+                   be->name, be->opt.threads, precision_name(be->opt.prec), be->opt.deterministic, cname,
+                   tr ? "train" : "infer", batches[bi], med, 1000.0 * med / batches[bi], batches[bi] / med, peak);
             fflush(stdout);
         }
     model_params_free(&p);
+    backend_close(be);
     return EXIT_OK;
 }

@@ -35,6 +35,7 @@ typedef struct {
     double lr, gamma, wd;
     const char *db, *dataset, *mode, *out;
     int resume, threads;
+    backend *be;
 } train_opts;
 
 static int parse_opts(const cli_args *a, train_opts *o)
@@ -52,8 +53,9 @@ static int parse_opts(const cli_args *a, train_opts *o)
         cli_get_long(a, "patience", 20, 1, 100000, &o->patience) ||
         cli_get_long(a, "seed", 42, 0, 4294967295L, &o->seed) || cli_get_double(a, "lr", 0.002, 1e-12, 10, &o->lr) ||
         cli_get_double(a, "lr-gamma", 0.2, 1e-6, 1, &o->gamma) ||
-        cli_get_double(a, "weight-decay", 1e-4, 0, 1, &o->wd) || threads_option(a, &o->threads))
+        cli_get_double(a, "weight-decay", 1e-4, 0, 1, &o->wd) || !(o->be = device_option(a)))
         return -1;
+    o->threads = o->be->opt.threads;
     o->db = cli_get(a, "db") ? cli_get(a, "db") : "db/ferbench.sqlite";
     o->dataset = cli_get(a, "dataset");
     o->mode = cli_get(a, "mode");
@@ -217,12 +219,15 @@ static int new_train_run(sqlite3 *db, long long tool_run, const train_opts *o, c
 int cmd_train(const cli_args *a)
 {
     train_opts o;
-    if (parse_opts(a, &o)) return EXIT_BAD_INPUT;
+    if (parse_opts(a, &o)) {
+        backend_close(o.be);
+        return EXIT_BAD_INPUT;
+    }
     char err[8192] = "";
     int rc = EXIT_BAD_INPUT;
     data_split tr = {0}, va = {0};
     model_params p = {0};
-    float *grad = NULL, *m = NULL, *v = NULL;
+    float *m = NULL, *v = NULL;
     net *t = NULL;
     sqlite3 *db = NULL;
     long long tool_run = 0;
@@ -256,11 +261,9 @@ int cmd_train(const cli_args *a)
     fingerprint(&o, &tr, fp, sizeof fp);
 
     if (model_params_init(&p, &o.cfg)) goto out;
-    grad = calloc(p.total, sizeof *grad);
-    m = calloc(p.total, sizeof *m);
+    m = calloc(p.total, sizeof *m); /* the moments on the host, for checkpoints */
     v = calloc(p.total, sizeof *v);
-    t = net_create(&p);
-    if (!grad || !m || !v || !t) {
+    if (!m || !v) {
         snprintf(err, sizeof err, "out of memory for %zu parameters", p.total);
         goto out;
     }
@@ -289,14 +292,18 @@ int cmd_train(const cli_args *a)
         snprintf(s.fingerprint, sizeof s.fingerprint, "%s", fp);
         if (new_train_run(db, tool_run, &o, &tr, &va, &s.train_run_id, err, sizeof err)) goto out;
     }
+    if (!(t = net_create_on(&p, o.be)) || (o.resume && net_opt_set(t, m, v))) {
+        snprintf(err, sizeof err, "%s", t ? net_error(t) : "out of memory for the network");
+        goto out;
+    }
 
     adamw_config ac = adamw_paper();
     ac.lr = o.lr;
     ac.weight_decay = o.wd;
     const int G = model_grid(&o.cfg);
-    say("training %s (size %d, width %g, %zu parameters) on %s: %d train / %d val images, batch %ld, %d thread%s",
+    say("training %s (size %d, width %g, %zu parameters) on %s: %d train / %d val images, batch %ld, %s%s%s",
              o.config_name, o.cfg.size, o.cfg.width, model_count_params(&p, NULL), tr.dataset, tr.n, va.n, o.batch,
-             o.threads, o.threads == 1 ? "" : "s");
+             o.be->desc, o.be->host_memory ? "" : " ", o.be->host_memory ? "" : precision_name(o.be->opt.prec));
     for (int epoch = s.next_epoch; epoch < o.epochs; epoch++) {
         if (s.bad_epochs >= o.patience) break;
         double t0 = now_seconds(), lr = epoch_lr(&o, epoch);
@@ -315,14 +322,13 @@ int cmd_train(const cli_args *a)
         while ((r = data_loader_next(l, &b)) == 1) {
             net_losses L;
             if (net_forward(t, b->x, b->n, 1) || net_loss(t, b->occ_t, b->heat_t, b->labels, &L) ||
-                net_backward(t, grad)) {
+                net_backward(t, NULL) || net_step(t, ++s.step, lr, &ac)) {
                 snprintf(err, sizeof err, "epoch %d batch %d: %s", epoch, b->index, net_error(t));
                 data_loader_release(l, b);
                 data_loader_stop(l);
                 goto out;
             }
             data_loader_release(l, b);
-            adamw_step(&p, grad, m, v, ++s.step, lr, &ac);
             sum[0] += L.lp, sum[1] += L.lm, sum[2] += L.ld, sum[3] += L.total;
             progress_update(&pr, ++done);
         }
@@ -338,6 +344,10 @@ int cmd_train(const cli_args *a)
         double acc;
         if (validate(t, &va, &o, &acc, err, sizeof err)) goto out;
         double secs = now_seconds() - t0;
+        if (net_params_get(t) || net_opt_get(t, m, v)) { /* p.data, m, v: this epoch's, for the files */
+            snprintf(err, sizeof err, "%s", net_error(t));
+            goto out;
+        }
         int improved = acc > s.best_acc;
         s.next_epoch = epoch + 1;
         if (improved) {
@@ -363,7 +373,8 @@ out:
     if (tool_run > 0) db_tool_run_end(db, tool_run, rc, NULL, 0);
     db_close(db);
     net_free(t);
-    free(grad), free(m), free(v);
+    backend_close(o.be);
+    free(m), free(v);
     model_params_free(&p);
     data_split_free(&tr);
     data_split_free(&va);

@@ -6,7 +6,12 @@
  * nodes (P, occ, heat, e1, e2, F, Rt, v...) receives several gradient
  * contributions: the first is written straight into its gradient buffer,
  * later ones go through a temporary and are added, so no buffer needs
- * zeroing and the sum order is fixed. */
+ * zeroing and the sum order is fixed.
+ *
+ * Every buffer (slots, parameters, gradients, AdamW moments) belongs to the
+ * net's backend (backend.h): host memory on the CPU, GPU memory on CUDA.
+ * Only upload/download cross over; on the CPU the parameters are p->data
+ * itself. */
 #include "net.h"
 
 #include <stdarg.h>
@@ -14,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "ops.h"
 
 #define BN_EPS 1e-5f
@@ -39,14 +45,30 @@ typedef struct {
     int stride, q, g, relu;
 } node;
 
+/* A host-side copy of an output, for backends whose memory the caller cannot read. */
+typedef struct {
+    float *data;
+    size_t cap;
+    int fresh; /* holds this forward's values */
+} mirror;
+
 struct net {
     model_params *p;
+    backend *be;
+    int own_be;
+    float *w;         /* parameters on the backend (p->data itself on the CPU) */
+    float *grad;      /* d(Lt)/d(parameters), laid out like w */
+    float *m, *v;     /* AdamW moments (allocated on the first step or net_opt_set) */
+    uint8_t *mask;    /* 1 where trainable, for AdamW */
     slot *slots;
     int nslots, nused;
     node *nodes;
     int nnodes, cap_nodes;
-    float *scratch, *tmp, *tmp2;
-    size_t scratch_cap, tmp_cap, tmp2_cap;
+    float *tmp, *tmp2;
+    size_t tmp_cap, tmp2_cap;
+    float *tgt, *lossbuf; /* loss targets (occ, heat, labels) and the three loss values */
+    size_t tgt_cap;
+    mirror out[3];        /* logits, occ, heat */
     int n, train, have_loss, fail;
     int logits, occ, heat; /* output slots */
     char err[256];
@@ -62,12 +84,16 @@ static void fail(net *t, const char *fmt, ...)
     va_end(ap);
 }
 
-static int grow(void **buf, size_t *cap, size_t need, size_t elem)
+/* A backend buffer of at least need floats (contents not kept). */
+static int grow(net *t, float **buf, size_t *cap, size_t need)
 {
-    if (*cap >= need) return 0;
-    void *nb = realloc(*buf, (need ? need : 1) * elem);
-    if (!nb) return -1;
-    *buf = nb;
+    if (*cap >= need && *buf) return 0;
+    t->be->release(t->be, *buf);
+    *cap = 0;
+    if (!(*buf = t->be->alloc(t->be, need ? need : 1))) {
+        fail(t, "out of memory on %s (%zu floats)", t->be->desc, need);
+        return -1;
+    }
     *cap = need;
     return 0;
 }
@@ -87,12 +113,10 @@ static int slot_new(net *t, shape4 s)
     int i = t->nused++;
     slot *sl = &t->slots[i];
     size_t numel = shape4_numel(s);
-    if (sl->cap < numel) {
-        free(sl->grad);
+    if (sl->cap < numel || !sl->data) {
+        t->be->release(t->be, sl->grad);
         sl->grad = NULL;
-        size_t c = 0;
-        if (grow((void **)&sl->data, &c, numel, sizeof(float))) { fail(t, "out of memory (%zu floats)", numel); return -1; }
-        sl->cap = numel;
+        if (grow(t, &sl->data, &sl->cap, numel)) return -1;
     }
     sl->s = s;
     sl->numel = numel;
@@ -130,13 +154,7 @@ static const param_entry *param(net *t, const char *fmt, ...)
     return e;
 }
 
-static float *P(net *t, const param_entry *e) { return e ? t->p->data + e->offset : NULL; }
-
-static int scratch_for(net *t, size_t n)
-{
-    if (grow((void **)&t->scratch, &t->scratch_cap, n, sizeof(float))) { fail(t, "out of memory"); return -1; }
-    return 0;
-}
+static float *P(net *t, const param_entry *e) { return e ? t->w + e->offset : NULL; }
 
 /* ---- forward ops: each returns its output slot (or -1 once failed) ------- */
 
@@ -148,15 +166,15 @@ static int conv(net *t, const char *pre, int has_bias, int x, int stride)
     int oc = w->shape[0], k = w->shape[2];
     if (w->shape[1] != xs.c) { fail(t, "%s.weight: %d input channels, tensor has %d", pre, w->shape[1], xs.c); return -1; }
     int y = slot_new(t, conv2d_out_shape(xs, oc, k, stride));
-    if (y < 0 || scratch_for(t, conv2d_scratch_floats(xs, k, stride))) return -1;
-    conv2d_fwd(D(t, x), xs, P(t, w), P(t, b), oc, k, stride, D(t, y), t->scratch);
+    if (y < 0) return -1;
+    t->be->conv2d_fwd(t->be, D(t, x), xs, P(t, w), P(t, b), oc, k, stride, D(t, y));
     node *nd = node_add(t, OP_CONV, x, -1, y);
     if (nd) nd->w = w, nd->bias = b, nd->stride = stride;
     return y;
 }
 
-/* Batch norm `<pre>` (+ ReLU): training keeps x and writes a new slot with
- * the saved statistics; eval works in place. */
+/* Batch norm `<pre>` (+ ReLU) in training mode: keeps x and writes a new
+ * slot, with the batch statistics saved for backward. */
 static int bn(net *t, const char *pre, int x, int relu)
 {
     const param_entry *g = param(t, "%s.weight", pre), *b = param(t, "%s.bias", pre);
@@ -164,19 +182,34 @@ static int bn(net *t, const char *pre, int x, int relu)
     if (t->fail) return -1;
     shape4 s = S(t, x);
     if (g->shape[0] != s.c) { fail(t, "%s.weight: %d channels, tensor has %d", pre, g->shape[0], s.c); return -1; }
-    int y = x;
-    if (t->train) {
-        y = slot_new(t, s);
-        int aux = slot_new(t, (shape4){1, 2 * s.c, 1, 1});
-        if (aux < 0) return -1;
-        batchnorm_fwd_train(D(t, x), s, P(t, g), P(t, b), P(t, m), P(t, v), BN_MOMENTUM, BN_EPS, D(t, y), D(t, aux),
-                            D(t, aux) + s.c);
-        node *nd = node_add(t, OP_BN, x, -1, y);
-        if (nd) nd->w = g, nd->bias = b, nd->aux = aux, nd->relu = relu;
-    } else {
-        batchnorm_fwd_eval(D(t, x), s, P(t, g), P(t, b), P(t, m), P(t, v), BN_EPS, D(t, x));
-    }
-    if (relu) relu_fwd(D(t, y), shape4_numel(s), D(t, y));
+    int y = slot_new(t, s);
+    int aux = slot_new(t, (shape4){1, 2 * s.c, 1, 1});
+    if (aux < 0) return -1;
+    t->be->bn_fwd_train(t->be, D(t, x), s, P(t, g), P(t, b), P(t, m), P(t, v), BN_MOMENTUM, BN_EPS, D(t, y),
+                        D(t, aux), D(t, aux) + s.c);
+    if (relu) t->be->relu_fwd(t->be, D(t, y), shape4_numel(s), D(t, y));
+    node *nd = node_add(t, OP_BN, x, -1, y);
+    if (nd) nd->w = g, nd->bias = b, nd->aux = aux, nd->relu = relu;
+    return y;
+}
+
+/* Conv `<cpre>` (no bias) -> batch norm `<bpre>` (-> ReLU). Eval runs the
+ * backend's conv2d_bn_eval (fused where it can), training the two ops. */
+static int conv_bn(net *t, const char *cpre, const char *bpre, int x, int stride, int relu)
+{
+    if (t->train) return bn(t, bpre, conv(t, cpre, 0, x, stride), relu);
+    const param_entry *w = param(t, "%s.weight", cpre);
+    const param_entry *g = param(t, "%s.weight", bpre), *b = param(t, "%s.bias", bpre);
+    const param_entry *m = param(t, "%s.running_mean", bpre), *v = param(t, "%s.running_var", bpre);
+    if (t->fail || x < 0) return -1;
+    shape4 xs = S(t, x);
+    int oc = w->shape[0], k = w->shape[2];
+    if (w->shape[1] != xs.c) { fail(t, "%s.weight: %d input channels, tensor has %d", cpre, w->shape[1], xs.c); return -1; }
+    if (g->shape[0] != oc) { fail(t, "%s.weight: %d channels, tensor has %d", bpre, g->shape[0], oc); return -1; }
+    int y = slot_new(t, conv2d_out_shape(xs, oc, k, stride));
+    if (y < 0) return -1;
+    t->be->conv2d_bn_eval(t->be, D(t, x), xs, P(t, w), oc, k, stride, P(t, g), P(t, b), P(t, m), P(t, v), BN_EPS,
+                          relu, D(t, y));
     return y;
 }
 
@@ -186,7 +219,7 @@ static int cbr(net *t, const char *pre, int x, int stride)
     char n1[MODEL_NAME_MAX + 16], n2[MODEL_NAME_MAX + 16];
     snprintf(n1, sizeof n1, "%s.conv", pre);
     snprintf(n2, sizeof n2, "%s.bn", pre);
-    return bn(t, n2, conv(t, n1, 0, x, stride), 1);
+    return conv_bn(t, n1, n2, x, stride, 1);
 }
 
 static int unary(net *t, op_kind k, int x)
@@ -197,9 +230,9 @@ static int unary(net *t, op_kind k, int x)
     size_t n = t->slots[x].numel;
     const float *a = D(t, x);
     float *o = D(t, y);
-    if (k == OP_RELU) relu_fwd(a, n, o);
-    else if (k == OP_SIGMOID) sigmoid_fwd(a, n, o);
-    else for (size_t i = 0; i < n; i++) o[i] = 1.0f - a[i]; /* OP_ONEMINUS */
+    if (k == OP_RELU) t->be->relu_fwd(t->be, a, n, o);
+    else if (k == OP_SIGMOID) t->be->sigmoid_fwd(t->be, a, n, o);
+    else t->be->axpb(t->be, o, a, -1.0f, 1.0f, n); /* OP_ONEMINUS */
     node_add(t, k, x, -1, y);
     return y;
 }
@@ -210,7 +243,7 @@ static int maxpool(net *t, int x)
     shape4 xs = S(t, x), ys = {xs.n, xs.c, xs.h / 2, xs.w / 2};
     int y = slot_new(t, ys), aux = slot_new(t, ys); /* argmax: int32 in a float-sized slot */
     if (aux < 0) return -1;
-    maxpool2_fwd(D(t, x), xs, D(t, y), (int32_t *)(void *)D(t, aux));
+    t->be->maxpool2_fwd(t->be, D(t, x), xs, D(t, y), (int32_t *)(void *)D(t, aux));
     node *nd = node_add(t, OP_MAXPOOL, x, -1, y);
     if (nd) nd->aux = aux;
     return y;
@@ -222,7 +255,7 @@ static int upsample(net *t, int x)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, 2 * xs.h, 2 * xs.w});
     if (y < 0) return -1;
-    upsample2_fwd(D(t, x), xs, D(t, y));
+    t->be->upsample2_fwd(t->be, D(t, x), xs, D(t, y));
     node_add(t, OP_UPSAMPLE, x, -1, y);
     return y;
 }
@@ -234,7 +267,7 @@ static int concat(net *t, int a, int b)
     if (as.n != bs.n || as.h != bs.h || as.w != bs.w) { fail(t, "concat: shapes differ"); return -1; }
     int y = slot_new(t, (shape4){as.n, as.c + bs.c, as.h, as.w});
     if (y < 0) return -1;
-    concat_fwd(D(t, a), as.c, D(t, b), bs.c, as.n, as.h, as.w, D(t, y));
+    t->be->concat_fwd(t->be, D(t, a), as.c, D(t, b), bs.c, as.n, as.h, as.w, D(t, y));
     node_add(t, OP_CONCAT, a, b, y);
     return y;
 }
@@ -245,7 +278,7 @@ static int avgblock(net *t, int x, int g)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, g, g});
     if (y < 0) return -1;
-    avgpool_block_fwd(D(t, x), xs, g, D(t, y));
+    t->be->avgpool_block_fwd(t->be, D(t, x), xs, g, D(t, y));
     node *nd = node_add(t, OP_AVGBLOCK, x, -1, y);
     if (nd) nd->g = g;
     return y;
@@ -257,7 +290,7 @@ static int avgglobal(net *t, int x)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, 1, 1});
     if (y < 0) return -1;
-    avgpool_global_fwd(D(t, x), xs, D(t, y));
+    t->be->avgpool_global_fwd(t->be, D(t, x), xs, D(t, y));
     node_add(t, OP_AVGGLOBAL, x, -1, y);
     return y;
 }
@@ -272,7 +305,7 @@ static int linear(net *t, const char *pre, int x)
     if (w->shape[1] != in) { fail(t, "%s.weight: %d inputs, tensor has %d", pre, w->shape[1], in); return -1; }
     int y = slot_new(t, (shape4){xs.n, w->shape[0], 1, 1});
     if (y < 0) return -1;
-    linear_fwd(D(t, x), xs.n, in, P(t, w), P(t, b), w->shape[0], D(t, y));
+    t->be->linear_fwd(t->be, D(t, x), xs.n, in, P(t, w), P(t, b), w->shape[0], D(t, y));
     node *nd = node_add(t, OP_LINEAR, x, -1, y);
     if (nd) nd->w = w, nd->bias = b;
     return y;
@@ -284,7 +317,7 @@ static int qcrop(net *t, int x, int q)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, xs.h / 2, xs.w / 2});
     if (y < 0) return -1;
-    quadrant_crop(D(t, x), xs, q, D(t, y));
+    t->be->quadrant_crop(t->be, D(t, x), xs, q, D(t, y));
     node *nd = node_add(t, OP_QCROP, x, -1, y);
     if (nd) nd->q = q;
     return y;
@@ -294,7 +327,7 @@ static int qcrop(net *t, int x, int q)
 static void qassemble(net *t, int x, int e, int q)
 {
     if (t->fail) return;
-    quadrant_assemble(D(t, x), S(t, e), q, D(t, e));
+    t->be->quadrant_assemble(t->be, D(t, x), S(t, e), q, D(t, e));
     node *nd = node_add(t, OP_QASM, x, -1, e);
     if (nd) nd->q = q;
 }
@@ -306,8 +339,8 @@ static int mul(net *t, op_kind k, int r, int a)
     shape4 rs = S(t, r);
     int y = slot_new(t, rs);
     if (y < 0) return -1;
-    if (k == OP_MULSP) mul_spatial_fwd(D(t, r), rs, D(t, a), D(t, y));
-    else mul_channel_fwd(D(t, r), rs, D(t, a), D(t, y));
+    if (k == OP_MULSP) t->be->mul_spatial_fwd(t->be, D(t, r), rs, D(t, a), D(t, y));
+    else t->be->mul_channel_fwd(t->be, D(t, r), rs, D(t, a), D(t, y));
     node_add(t, k, r, a, y);
     return y;
 }
@@ -318,9 +351,7 @@ static int add(net *t, int a, int b)
     if (t->slots[a].numel != t->slots[b].numel) { fail(t, "add: sizes differ"); return -1; }
     int y = slot_new(t, S(t, a));
     if (y < 0) return -1;
-    const float *pa = D(t, a), *pb = D(t, b);
-    float *o = D(t, y);
-    for (size_t i = 0; i < t->slots[a].numel; i++) o[i] = pa[i] + pb[i];
+    t->be->add(t->be, D(t, y), D(t, a), D(t, b), t->slots[a].numel);
     node_add(t, OP_ADD, a, b, y);
     return y;
 }
@@ -397,7 +428,7 @@ static void run_forward(net *t, int x)
         snprintf(b1, sizeof b1, "ferm.res.%d.bn1", r);
         snprintf(c2, sizeof c2, "ferm.res.%d.conv2", r);
         snprintf(b2, sizeof b2, "ferm.res.%d.bn2", r);
-        int z = bn(t, b2, conv(t, c2, 0, bn(t, b1, conv(t, c1, 0, h, 1), 1), 1), 0);
+        int z = conv_bn(t, c2, b2, conv_bn(t, c1, b1, h, 1, 1), 1, 0);
         h = unary(t, OP_RELU, add(t, h, z));
     }
     h = cbr(t, "ferm.post.0", h, 1);
@@ -407,35 +438,74 @@ static void run_forward(net *t, int x)
     if (!t->fail && S(t, t->logits).c != MODEL_CLASSES) fail(t, "ferm.fc: %d outputs, expected 7", S(t, t->logits).c);
 }
 
-net *net_create(model_params *p)
+static void release(net *t, void *buf) { t->be->release(t->be, buf); }
+
+net *net_create_on(model_params *p, backend *be)
 {
     if (!p || !p->data) return NULL;
     net *t = calloc(1, sizeof *t);
-    if (t) t->p = p;
+    if (!t) return NULL;
+    t->p = p;
+    t->be = be;
+    if (!be) {
+        if (!(t->be = backend_cpu_create(NULL))) { free(t); return NULL; }
+        t->own_be = 1;
+    }
+    if (t->be->host_memory) {
+        t->w = p->data;
+    } else if (!(t->w = t->be->alloc(t->be, p->total))) {
+        net_free(t);
+        return NULL;
+    } else {
+        t->be->upload(t->be, t->w, p->data, p->total);
+    }
     return t;
 }
+
+net *net_create(model_params *p) { return net_create_on(p, NULL); }
 
 void net_free(net *t)
 {
     if (!t) return;
-    for (int i = 0; i < t->nslots; i++) free(t->slots[i].data), free(t->slots[i].grad);
+    if (t->be) {
+        for (int i = 0; i < t->nslots; i++) release(t, t->slots[i].data), release(t, t->slots[i].grad);
+        if (t->w != t->p->data) release(t, t->w);
+        release(t, t->grad);
+        release(t, t->m);
+        release(t, t->v);
+        release(t, t->mask);
+        release(t, t->tmp);
+        release(t, t->tmp2);
+        release(t, t->tgt);
+        release(t, t->lossbuf);
+        if (t->own_be) backend_close(t->be);
+    }
+    for (int k = 0; k < 3; k++) free(t->out[k].data);
     free(t->slots);
     free(t->nodes);
-    free(t->scratch);
-    free(t->tmp);
-    free(t->tmp2);
     free(t);
 }
+
+backend *net_backend(const net *t) { return t->be; }
 
 /* Training runs Winograd F(2x2) at most: at small batches the gradients are
  * ill-conditioned, and F(4x4)'s ~1e-5 per layer (fine for inference) took
  * fopm's gradients several times further from PyTorch than float32 PyTorch
- * is from float64. Returns the mode to restore. */
+ * is from float64. Returns the mode to restore. (CPU only; harmless
+ * elsewhere.) */
 static int winograd_for(int train)
 {
     int prev = ops_winograd();
     if (train && prev == OPS_WINOGRAD_AUTO) ops_set_winograd(OPS_WINOGRAD_F2);
     return prev;
+}
+
+/* The backend's sticky error, if any, becomes the net's. */
+static int check_backend(net *t)
+{
+    const char *e = t->be->error(t->be);
+    if (e) fail(t, "%s: %s", t->be->desc, e);
+    return t->fail ? -1 : 0;
 }
 
 int net_forward(net *t, const float *x, int n, int train)
@@ -448,26 +518,50 @@ int net_forward(net *t, const float *x, int n, int train)
     t->n = n;
     t->train = train;
     t->have_loss = 0;
+    for (int k = 0; k < 3; k++) t->out[k].fresh = 0;
     const int S0 = t->p->cfg.size;
     int xi = slot_new(t, (shape4){n, 3, S0, S0});
     if (xi < 0) return -1;
-    memcpy(D(t, xi), x, t->slots[xi].numel * sizeof(float));
+    t->be->upload(t->be, D(t, xi), x, t->slots[xi].numel);
     run_forward(t, xi);
     ops_set_winograd(wg);
+    check_backend(t);
     if (t->fail) t->nnodes = 0;
     return t->fail ? -1 : 0;
 }
 
-const float *net_logits(const net *t) { return t->slots[t->logits].data; }
-const float *net_occ(const net *t) { return t->slots[t->occ].data; }
-const float *net_heat(const net *t) { return t->slots[t->heat].data; }
+/* Output k (0 logits, 1 occ, 2 heat) readable on the host. */
+static const float *output(net *t, int k, int i)
+{
+    slot *s = &t->slots[i];
+    if (t->be->host_memory) return s->data;
+    mirror *o = &t->out[k];
+    if (!o->fresh) {
+        if (o->cap < s->numel) {
+            float *nd = realloc(o->data, s->numel * sizeof(float));
+            if (!nd) return NULL;
+            o->data = nd;
+            o->cap = s->numel;
+        }
+        t->be->download(t->be, o->data, s->data, s->numel);
+        o->fresh = 1;
+    }
+    return o->data;
+}
+
+const float *net_logits(net *t) { return output(t, 0, t->logits); }
+const float *net_occ(net *t) { return output(t, 1, t->occ); }
+const float *net_heat(net *t) { return output(t, 2, t->heat); }
 const char *net_error(const net *t) { return t ? t->err : "no net"; }
 
 size_t net_bytes(const net *t)
 {
-    size_t b = (t->scratch_cap + t->tmp_cap + t->tmp2_cap) * sizeof(float) + ops_workspace_bytes();
-    for (int i = 0; i < t->nslots; i++) b += t->slots[i].cap * sizeof(float) * (t->slots[i].grad ? 2 : 1);
-    return b;
+    size_t f = t->tmp_cap + t->tmp2_cap + t->tgt_cap;
+    for (int i = 0; i < t->nslots; i++) f += t->slots[i].cap * (t->slots[i].grad ? 2 : 1);
+    if (t->grad) f += t->p->total;
+    if (t->m) f += 2 * t->p->total;
+    if (t->w != t->p->data) f += t->p->total;
+    return f * sizeof(float) + t->be->bytes_in_use(t->be);
 }
 
 /* ---- losses and backward ------------------------------------------------- */
@@ -475,7 +569,7 @@ size_t net_bytes(const net *t)
 static int ensure_grad(net *t, int i)
 {
     slot *s = &t->slots[i];
-    if (!s->grad && !(s->grad = malloc((s->cap ? s->cap : 1) * sizeof(float)))) { fail(t, "out of memory"); return -1; }
+    if (!s->grad && !(s->grad = t->be->alloc(t->be, s->cap ? s->cap : 1))) { fail(t, "out of memory"); return -1; }
     return 0;
 }
 
@@ -493,9 +587,22 @@ int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels,
     for (int k = 0; k < 3; k++)
         if (ensure_grad(t, ids[k])) return -1;
     slot *so = &t->slots[t->occ], *sh = &t->slots[t->heat], *sl = &t->slots[t->logits];
-    out->lp = mse(so->data, occ_t, so->numel, NET_W_LP, so->grad);
-    out->lm = mse(sh->data, heat_t, sh->numel, NET_W_LM, sh->grad);
-    out->ld = softmax_ce(sl->data, t->n, MODEL_CLASSES, labels, NET_W_LD, sl->grad);
+    /* the targets and labels travel to the backend in one buffer */
+    size_t need = so->numel + sh->numel + (size_t)t->n;
+    if (grow(t, &t->tgt, &t->tgt_cap, need) || (!t->lossbuf && grow(t, &t->lossbuf, &(size_t){0}, 3))) return -1;
+    float *ot = t->tgt, *ht = ot + so->numel, *lab = ht + sh->numel;
+    t->be->upload(t->be, ot, occ_t, so->numel);
+    t->be->upload(t->be, ht, heat_t, sh->numel);
+    _Static_assert(sizeof(int) == sizeof(float), "labels travel as 32-bit words");
+    t->be->upload(t->be, lab, (const float *)(const void *)labels, (size_t)t->n);
+    t->be->mse(t->be, so->data, ot, so->numel, NET_W_LP, so->grad, t->lossbuf);
+    t->be->mse(t->be, sh->data, ht, sh->numel, NET_W_LM, sh->grad, t->lossbuf + 1);
+    t->be->softmax_ce(t->be, sl->data, t->n, MODEL_CLASSES, (const int32_t *)(const void *)lab, NET_W_LD, sl->grad,
+                      t->lossbuf + 2);
+    float L[3];
+    t->be->download(t->be, L, t->lossbuf, 3);
+    if (check_backend(t)) return -1;
+    out->lp = L[0], out->lm = L[1], out->ld = L[2];
     out->total = NET_W_LP * out->lp + NET_W_LM * out->lm + NET_W_LD * out->ld;
     so->has_grad = sh->has_grad = sl->has_grad = 1;
     t->have_loss = 1;
@@ -517,8 +624,7 @@ static void land(net *t, int i, float *d)
 {
     if (i <= 0 || !d) return;
     slot *s = &t->slots[i];
-    if (d != s->grad)
-        for (size_t k = 0; k < s->numel; k++) s->grad[k] += d[k];
+    if (d != s->grad) t->be->acc(t->be, s->grad, d, s->numel);
     s->has_grad = 1;
 }
 
@@ -526,6 +632,7 @@ static float *G(const param_entry *e, float *grad) { return e ? grad + e->offset
 
 static void backward_node(net *t, const node *nd, float *grad)
 {
+    backend *be = t->be;
     slot *sy = &t->slots[nd->y];
     const float *dy = sy->grad;
     shape4 xs = S(t, nd->a);
@@ -536,54 +643,55 @@ static void backward_node(net *t, const node *nd, float *grad)
     switch (nd->k) {
     case OP_CONV: {
         int oc = nd->w->shape[0], k = nd->w->shape[2];
-        if (scratch_for(t, conv2d_scratch_floats(xs, k, nd->stride))) return;
-        conv2d_bwd(x, xs, P(t, nd->w), oc, k, nd->stride, dy, da, G(nd->w, grad), G(nd->bias, grad), t->scratch);
+        be->conv2d_bwd(be, x, xs, P(t, nd->w), oc, k, nd->stride, dy, da, G(nd->w, grad), G(nd->bias, grad));
         break;
     }
     case OP_BN: {
         const float *g = dy;
         if (nd->relu) { /* through the fused ReLU, from the output */
-            relu_bwd(sy->data, dy, sy->numel, t->tmp2);
+            be->relu_bwd(be, sy->data, dy, sy->numel, t->tmp2);
             g = t->tmp2;
         }
         const float *aux = D(t, nd->aux);
         /* da is the slot's own buffer or tmp, never tmp2 */
-        batchnorm_bwd(x, xs, P(t, nd->w), aux, aux + xs.c, g, da, G(nd->w, grad), G(nd->bias, grad));
+        be->bn_bwd(be, x, xs, P(t, nd->w), aux, aux + xs.c, g, da, G(nd->w, grad), G(nd->bias, grad));
         break;
     }
-    case OP_RELU: relu_bwd(sy->data, dy, nx, da); break;
-    case OP_SIGMOID: sigmoid_bwd(sy->data, dy, nx, da); break;
-    case OP_ONEMINUS: for (size_t i = 0; i < nx; i++) da[i] = -dy[i]; break;
-    case OP_MAXPOOL: maxpool2_bwd((const int32_t *)(const void *)D(t, nd->aux), dy, sy->s, da, xs); break;
-    case OP_UPSAMPLE: upsample2_bwd(dy, xs, da); break;
+    case OP_RELU: be->relu_bwd(be, sy->data, dy, nx, da); break;
+    case OP_SIGMOID: be->sigmoid_bwd(be, sy->data, dy, nx, da); break;
+    case OP_ONEMINUS: be->axpb(be, da, dy, -1.0f, 0.0f, nx); break;
+    case OP_MAXPOOL:
+        be->maxpool2_bwd(be, (const int32_t *)(const void *)D(t, nd->aux), dy, sy->s, da, xs);
+        break;
+    case OP_UPSAMPLE: be->upsample2_bwd(be, dy, xs, da); break;
     case OP_CONCAT:
         db = dst(t, nd->b, 2);
         if (t->fail) return;
-        concat_bwd(dy, xs.c, S(t, nd->b).c, xs.n, xs.h, xs.w, da, db);
+        be->concat_bwd(be, dy, xs.c, S(t, nd->b).c, xs.n, xs.h, xs.w, da, db);
         break;
-    case OP_AVGBLOCK: avgpool_block_bwd(dy, xs, nd->g, da); break;
-    case OP_AVGGLOBAL: avgpool_global_bwd(dy, xs, da); break;
+    case OP_AVGBLOCK: be->avgpool_block_bwd(be, dy, xs, nd->g, da); break;
+    case OP_AVGGLOBAL: be->avgpool_global_bwd(be, dy, xs, da); break;
     case OP_LINEAR:
-        linear_bwd(x, xs.n, xs.c * xs.h * xs.w, P(t, nd->w), nd->w->shape[0], dy, da, G(nd->w, grad),
-                   G(nd->bias, grad));
+        be->linear_bwd(be, x, xs.n, xs.c * xs.h * xs.w, P(t, nd->w), nd->w->shape[0], dy, da, G(nd->w, grad),
+                       G(nd->bias, grad));
         break;
     case OP_QCROP:
-        memset(da, 0, nx * sizeof(float));
-        quadrant_assemble(dy, xs, nd->q, da);
+        be->fill(be, da, 0.0f, nx);
+        be->quadrant_assemble(be, dy, xs, nd->q, da);
         break;
-    case OP_QASM: quadrant_crop(dy, sy->s, nd->q, da); break;
+    case OP_QASM: be->quadrant_crop(be, dy, sy->s, nd->q, da); break;
     case OP_MULSP:
     case OP_MULCH:
         db = dst(t, nd->b, 2);
         if (t->fail) return;
-        if (nd->k == OP_MULSP) mul_spatial_bwd(x, xs, D(t, nd->b), dy, da, db);
-        else mul_channel_bwd(x, xs, D(t, nd->b), dy, da, db);
+        if (nd->k == OP_MULSP) be->mul_spatial_bwd(be, x, xs, D(t, nd->b), dy, da, db);
+        else be->mul_channel_bwd(be, x, xs, D(t, nd->b), dy, da, db);
         break;
     case OP_ADD:
         db = dst(t, nd->b, 2);
         if (t->fail) return;
-        memcpy(da, dy, nx * sizeof(float));
-        memcpy(db, dy, nx * sizeof(float));
+        be->copy(be, da, dy, nx);
+        be->copy(be, db, dy, nx);
         break;
     }
     land(t, nd->a, da);
@@ -592,26 +700,85 @@ static void backward_node(net *t, const node *nd, float *grad)
 
 int net_backward(net *t, float *grad)
 {
-    if (!t || !grad || !t->have_loss) return -1;
-    memset(grad, 0, t->p->total * sizeof(float));
+    if (!t || !t->have_loss) return -1;
+    if (!t->grad && grow(t, &t->grad, &(size_t){0}, t->p->total)) return -1;
+    t->be->fill(t->be, t->grad, 0.0f, t->p->total);
     /* Both temporaries (tmp2 also holds the BN+ReLU product) fit the largest slot. */
     size_t big = 0;
     for (int i = 0; i < t->nused; i++)
         if (t->slots[i].numel > big) big = t->slots[i].numel;
-    if (grow((void **)&t->tmp, &t->tmp_cap, big, sizeof(float)) ||
-        grow((void **)&t->tmp2, &t->tmp2_cap, big, sizeof(float))) {
-        fail(t, "out of memory");
-        return -1;
-    }
+    if (grow(t, &t->tmp, &t->tmp_cap, big) || grow(t, &t->tmp2, &t->tmp2_cap, big)) return -1;
     int wg = winograd_for(1);
     for (int i = t->nnodes - 1; i >= 0 && !t->fail; i--) {
         const node *nd = &t->nodes[i];
         if (!t->slots[nd->y].has_grad) continue; /* output does not reach the loss */
-        backward_node(t, nd, grad);
+        backward_node(t, nd, t->grad);
     }
     ops_set_winograd(wg);
     t->have_loss = 0; /* one backward per loss */
-    return t->fail ? -1 : 0;
+    if (!t->fail && grad) t->be->download(t->be, grad, t->grad, t->p->total);
+    return check_backend(t);
+}
+
+/* ---- optimizer and parameter transfer ------------------------------------ */
+
+static int opt_alloc(net *t)
+{
+    if (t->m) return 0;
+    size_t z = 0, mb = (t->p->total + sizeof(float) - 1) / sizeof(float);
+    if (grow(t, &t->m, &(size_t){0}, t->p->total) || grow(t, &t->v, &(size_t){0}, t->p->total) ||
+        grow(t, (float **)&t->mask, &z, mb))
+        return -1;
+    uint8_t *host = calloc(mb, sizeof(float));
+    if (!host) { fail(t, "out of memory"); return -1; }
+    for (int e = 0; e < t->p->n; e++) {
+        const param_entry *pe = &t->p->entries[e];
+        if (pe->trainable) memset(host + pe->offset, 1, pe->numel);
+    }
+    t->be->upload(t->be, (float *)t->mask, (const float *)(const void *)host, mb);
+    free(host);
+    return check_backend(t);
+}
+
+int net_step(net *t, long step, double lr, const adamw_config *c)
+{
+    if (!t || !t->grad || step < 1) return -1;
+    if (opt_alloc(t)) return -1;
+    t->be->adamw(t->be, t->w, t->grad, t->m, t->v, t->mask, t->p->total, step, lr, c->beta1, c->beta2, c->eps,
+                 c->weight_decay);
+    return check_backend(t);
+}
+
+int net_opt_set(net *t, const float *m, const float *v)
+{
+    if (opt_alloc(t)) return -1;
+    t->be->upload(t->be, t->m, m, t->p->total);
+    t->be->upload(t->be, t->v, v, t->p->total);
+    return check_backend(t);
+}
+
+int net_opt_get(net *t, float *m, float *v)
+{
+    if (!t->m) {
+        memset(m, 0, t->p->total * sizeof(float));
+        memset(v, 0, t->p->total * sizeof(float));
+        return 0;
+    }
+    t->be->download(t->be, m, t->m, t->p->total);
+    t->be->download(t->be, v, t->v, t->p->total);
+    return check_backend(t);
+}
+
+int net_params_get(net *t)
+{
+    if (t->w != t->p->data) t->be->download(t->be, t->p->data, t->w, t->p->total);
+    return check_backend(t);
+}
+
+int net_params_set(net *t)
+{
+    if (t->w != t->p->data) t->be->upload(t->be, t->w, t->p->data, t->p->total);
+    return check_backend(t);
 }
 
 int model_forward_eval(const model_params *p, const float *x, int n, float *logits, float *occ, float *heat)

@@ -12,7 +12,9 @@
 
 #include <stddef.h>
 
+#include "backend.h"
 #include "model.h"
+#include "optim.h"
 
 typedef struct net net;
 
@@ -28,10 +30,18 @@ typedef struct {
     float total; /* lp + 0.6 lm + 0.4 ld */
 } net_losses;
 
-/* p must outlive the net; training-mode forwards update p's BN running
- * statistics in place. NULL on allocation failure. */
+/* p must outlive the net. net_create runs on a CPU backend of its own and
+ * works on p->data in place (training-mode forwards update p's BN running
+ * statistics, net_step its weights). net_create_on runs on be (borrowed: it
+ * must outlive the net): on a device the net keeps its own copy of p->data,
+ * uploaded here; net_params_get brings it back, net_params_set sends p->data
+ * again. NULL on allocation failure. */
 net *net_create(model_params *p);
+net *net_create_on(model_params *p, backend *be);
 void net_free(net *t);
+backend *net_backend(const net *t);
+int net_params_get(net *t); /* backend -> p->data (weights and running statistics); 0 or -1 */
+int net_params_set(net *t); /* p->data -> backend */
 
 /* x [n,3,S,S] -> outputs below. train=1: batch norm uses batch statistics
  * (and updates the running ones) and the tape is kept for net_backward;
@@ -41,9 +51,11 @@ void net_free(net *t);
  * Returns 0, or -1 (allocation failure, tensor missing from p; message in
  * net_error). */
 int net_forward(net *t, const float *x, int n, int train);
-const float *net_logits(const net *t); /* [n,7] */
-const float *net_occ(const net *t);    /* [n,1,G,G], after the sigmoid */
-const float *net_heat(const net *t);   /* [n,68,G,G] */
+/* Outputs of the last forward, readable on the host (a device's are
+ * downloaded on the first call after each forward); NULL if that fails. */
+const float *net_logits(net *t); /* [n,7] */
+const float *net_occ(net *t);    /* [n,1,G,G], after the sigmoid */
+const float *net_heat(net *t);   /* [n,68,G,G] */
 
 /* The predicted class of one row of 7 logits (ties: the lowest index). */
 static inline int net_argmax(const float *logits_row)
@@ -59,12 +71,20 @@ static inline int net_argmax(const float *logits_row)
  * ready for net_backward. Returns 0, or -1 (no training forward, bad label). */
 int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels, net_losses *out);
 
-/* d(Lt)/d(parameters) of the last net_loss into grad (p->total floats,
- * overwritten; running-statistics entries are set to 0). Returns 0 or -1. */
+/* d(Lt)/d(parameters) of the last net_loss into the net's gradient buffer
+ * (laid out like p->data; running-statistics entries are 0), and also into
+ * grad (p->total host floats) unless it is NULL. Returns 0 or -1. */
 int net_backward(net *t, float *grad);
 
-/* Bytes of activations, gradients and scratch the net holds now, with the
- * ops' convolution workspace (shared by all nets). */
+/* One AdamW step (step = 1 for the first) with the last net_backward's
+ * gradient, on the net's parameters, with moments the net keeps (zero until
+ * net_opt_set). Returns 0 or -1. */
+int net_step(net *t, long step, double lr, const adamw_config *c);
+int net_opt_set(net *t, const float *m, const float *v); /* host -> net, p->total floats each */
+int net_opt_get(net *t, float *m, float *v);             /* net -> host (zeros before any step) */
+
+/* Bytes of activations, gradients, optimizer state and scratch the net
+ * holds now, with its backend's workspaces. */
 size_t net_bytes(const net *t);
 const char *net_error(const net *t);
 

@@ -1,5 +1,5 @@
 /* ops.h: the operations of MODEL.md, forward and backward, on NCHW float32
- * buffers (the CPU reference; the CUDA backend will implement the same list).
+ * buffers: the CPU reference; backend.h carries the same list to the CUDA backend).
  *
  * Shapes are explicit. Forward writes its output. Backward writes the input
  * gradients (dx, and the broadcast operands' da / ds of the products) in full
@@ -57,7 +57,11 @@ static inline size_t shape4_numel(shape4 s) { return (size_t)s.n * (size_t)s.c *
  * scratch: unused (the ops' own workspace serves, see above) and may be NULL;
  * conv2d_scratch_floats() returns 0. Both are kept for source compatibility. */
 size_t conv2d_scratch_floats(shape4 xs, int k, int stride);
-shape4 conv2d_out_shape(shape4 xs, int oc, int k, int stride);
+static inline shape4 conv2d_out_shape(shape4 xs, int oc, int k, int stride)
+{
+    shape4 y = {xs.n, oc, (xs.h + 2 * (k / 2) - k) / stride + 1, (xs.w + 2 * (k / 2) - k) / stride + 1};
+    return y;
+}
 void conv2d_fwd(const float *x, shape4 xs, const float *w, const float *b, int oc, int k, int stride, float *y,
                 float *scratch);
 /* dx may be NULL (first layer); db may be NULL when there is no bias. */

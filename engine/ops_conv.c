@@ -223,12 +223,6 @@ size_t conv2d_scratch_floats(shape4 xs, int k, int stride)
     return 0;
 }
 
-shape4 conv2d_out_shape(shape4 xs, int oc, int k, int stride)
-{
-    shape4 y = {xs.n, oc, conv_out_dim(xs.h, k, stride), conv_out_dim(xs.w, k, stride)};
-    return y;
-}
-
 /* Tiling (depends on the shapes only). */
 enum {
     COL_BUDGET = 1 << 18, /* floats of one tile's column matrix (1 MiB) */

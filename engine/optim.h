@@ -16,10 +16,21 @@ typedef struct {
 /* MODEL.md's protocol: lr 0.002, betas 0.9/0.99, eps 1e-8, weight decay 1e-4. */
 adamw_config adamw_paper(void);
 
-/* One step (step = 1 for the first) at learning rate lr, in PyTorch's order:
+/* The float coefficients of step `step` (1 for the first) at learning rate
+ * lr, rounded once on the host as PyTorch's single-tensor implementation
+ * does; every backend applies them with adamw_range's arithmetic. */
+typedef struct {
+    float decay, b1, b2, a1, a2, step_size, bc2_sqrt, eps;
+} adamw_coef;
+adamw_coef adamw_coefs(long step, double lr, const adamw_config *c);
+
+/* n elements, in PyTorch's order:
  * p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
- * p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). m and v hold p->total
- * floats (zero before the first step). */
+ * p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). */
+void adamw_range(float *w, const float *g, float *m, float *v, size_t n, const adamw_coef *k);
+
+/* adamw_range over every trainable tensor of p. m and v hold p->total floats
+ * (zero before the first step). */
 void adamw_step(model_params *p, const float *grad, float *m, float *v, long step, double lr, const adamw_config *c);
 
 #endif

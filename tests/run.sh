@@ -23,6 +23,8 @@ exec prove --timer \
     "$TEST_BUILD/test_ops_misc" \
     "$TEST_BUILD/test_ops_threads" \
     "$TEST_BUILD/test_data" \
+    "$TEST_BUILD/test_backend" \
+    "$TEST_BUILD/net_parity" \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \

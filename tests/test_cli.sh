@@ -769,6 +769,32 @@ else
     skip "confusion table keeps multi-byte label names valid UTF-8" "iconv not found"
 fi
 
+# ---- ferbench --device: a GPU that is not there is a usage error ------------
+# Whether bin/libfbcuda.so was built (nvcc found) or not, --device cuda on a
+# machine without a GPU exits 2 with one line saying why; so do a bad device
+# name and a precision the CPU cannot do.
+FB=$BIN/ferbench
+run "$FB" bench --device cuda --config fopm-tiny --batch 1 --iters 1 --warmup 0
+expect_usage "--device cuda"
+{ has_i "$TMP/stderr" "no CUDA device" || has_i "$TMP/stderr" "no CUDA backend" || has_i "$TMP/stderr" "cannot load"; } ||
+    reason "message says neither 'no CUDA device' nor 'no CUDA backend'"
+finish "ferbench bench --device cuda without a GPU: exit 2, one line"
+run "$FB" bench --device tpu --config fopm-tiny
+expect_usage "unknown device 'tpu'"
+finish "ferbench bench --device tpu: exit 2, names the device"
+run "$FB" bench --device cuda:x --config fopm-tiny
+expect_usage "bad device 'cuda:x'"
+finish "ferbench bench --device cuda:x: exit 2"
+run "$FB" run --weights /nonexistent --out "$TMP/p.csv" --device cpu --precision bf16
+expect_usage "--precision bf16 needs --device cuda"
+finish "ferbench run --device cpu --precision bf16: exit 2"
+run "$FB" train --out "$TMP/t" --precision fp16
+expect_usage "--precision: unknown 'fp16'"
+finish "ferbench train --precision fp16: exit 2"
+FERBENCH_CUDA_LIB=$TMP/nonexistent.so run "$FB" bench --device cuda
+expect_usage "no CUDA backend" "nonexistent.so"
+finish "ferbench --device cuda with the backend library missing: exit 2, names it"
+
 # ---- report -------------------------------------------------------------------
 
 echo "1..$n"

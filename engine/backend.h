@@ -1,0 +1,144 @@
+/* backend.h: where the ops of ops.h run. A backend is a table of functions
+ * with ops.h's semantics (shapes, "backward writes dx, adds into parameter
+ * gradients", NULL to skip a gradient) on buffers it owns: host memory for
+ * the CPU backend, GPU memory for the CUDA one. net.c drives a backend and
+ * never touches its buffers directly; it moves data with upload/download.
+ *
+ * The CPU backend (backend_cpu.c) is the reference: each entry calls ops.h.
+ * The CUDA backend (engine/cuda/) is built into bin/libfbcuda.so when nvcc
+ * and cudnn.h are found and loaded on demand by backend_open("cuda") from
+ * beside the running executable (or $FERBENCH_CUDA_LIB), so a CPU build
+ * never links CUDA. Every op of the CUDA backend is checked
+ * against the CPU one (tests/test_backend.c).
+ *
+ * Calls are asynchronous on device backends: they return before the work is
+ * done, in issue order; download() and sync() wait. Errors (a failed launch,
+ * out of memory) are sticky: the first is kept in error() and, on a device,
+ * later calls become no-ops until the backend is freed (on the CPU only an
+ * allocation can fail).
+ * Narrower than ops.h on CUDA: batch norm needs gamma and beta, and bn_bwd
+ * needs dx, dgamma and dbeta (the network always passes them). */
+#ifndef FB_BACKEND_H
+#define FB_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+
+/* Arithmetic of the convolutions and linear layers on a device: FP32 with
+ * FMA only (no tensor cores; the parity reference), TF32 tensor cores, or
+ * (convolutions) BF16 inputs with FP32 accumulation, linear layers then in
+ * TF32 (weights, gradients and everything else stay FP32: FP32 master
+ * weights). The CPU is FP32 only. */
+typedef enum { PREC_FP32 = 0, PREC_TF32 = 1, PREC_BF16 = 2 } precision;
+
+typedef struct {
+    int device;        /* CUDA device ordinal */
+    precision prec;
+    int deterministic; /* only algorithms whose results do not vary between runs */
+    int threads;       /* CPU: the ops' team size (<= 0: default) */
+} backend_options;
+
+typedef struct backend backend;
+struct backend {
+    const char *name; /* "cpu", "cuda" */
+    char desc[128];   /* e.g. "cpu:2", "cuda:0 NVIDIA H100 80GB HBM3 fp32" */
+    backend_options opt;
+    int host_memory; /* 1: buffers are host memory the caller may read directly */
+    void *ctx;
+
+    /* ---- memory: float buffers (int32 data travels in them too) ---- */
+    float *(*alloc)(backend *b, size_t floats); /* zero-filled; NULL on failure */
+    void (*release)(backend *b, void *p);
+    void (*upload)(backend *b, float *dst, const float *host, size_t floats);
+    void (*download)(backend *b, float *host, const float *src, size_t floats); /* waits */
+    void (*sync)(backend *b);
+    const char *(*error)(backend *b);                                           /* NULL when fine */
+    size_t (*bytes_in_use)(backend *b); /* workspaces and caches the backend keeps itself */
+    size_t (*peak_bytes)(backend *b);   /* device: peak of everything allocated; CPU: 0 */
+    void (*destroy)(backend *b);
+
+    /* ---- elementwise helpers of the tape ---- */
+    void (*fill)(backend *b, float *y, float v, size_t n);
+    void (*copy)(backend *b, float *y, const float *x, size_t n);             /* no overlap */
+    void (*acc)(backend *b, float *y, const float *x, size_t n);               /* y += x */
+    void (*add)(backend *b, float *y, const float *x1, const float *x2, size_t n); /* y = x1 + x2 */
+    void (*axpb)(backend *b, float *y, const float *x, float a, float c, size_t n); /* y = a x + c */
+
+    /* ---- the ops of ops.h, same arguments (minus scratch) ---- */
+    void (*conv2d_fwd)(backend *b, const float *x, shape4 xs, const float *w, const float *bias, int oc, int k,
+                       int stride, float *y);
+    void (*conv2d_bwd)(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
+                       const float *dy, float *dx, float *dw, float *dbias);
+    /* Eval-mode conv -> batch norm (running statistics) -> optional ReLU, in
+     * one step where the backend can fuse them (y must not alias x). */
+    void (*conv2d_bn_eval)(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
+                           const float *gamma, const float *beta, const float *mean, const float *var, float eps,
+                           int relu, float *y);
+    void (*bn_fwd_train)(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
+                         float *running_mean, float *running_var, float momentum, float eps, float *y,
+                         float *save_mean, float *save_invstd);
+    void (*bn_fwd_eval)(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
+                        const float *running_mean, const float *running_var, float eps, float *y);
+    void (*bn_bwd)(backend *b, const float *x, shape4 s, const float *gamma, const float *save_mean,
+                   const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta);
+    void (*relu_fwd)(backend *b, const float *x, size_t n, float *y);
+    void (*relu_bwd)(backend *b, const float *y, const float *dy, size_t n, float *dx);
+    void (*sigmoid_fwd)(backend *b, const float *x, size_t n, float *y);
+    void (*sigmoid_bwd)(backend *b, const float *y, const float *dy, size_t n, float *dx);
+    void (*maxpool2_fwd)(backend *b, const float *x, shape4 xs, float *y, int32_t *argmax);
+    void (*maxpool2_bwd)(backend *b, const int32_t *argmax, const float *dy, shape4 ys, float *dx, shape4 xs);
+    void (*upsample2_fwd)(backend *b, const float *x, shape4 xs, float *y);
+    void (*upsample2_bwd)(backend *b, const float *dy, shape4 xs, float *dx);
+    void (*concat_fwd)(backend *b, const float *a, int ca, const float *c, int cc, int n, int h, int w, float *y);
+    void (*concat_bwd)(backend *b, const float *dy, int ca, int cc, int n, int h, int w, float *da, float *dc);
+    void (*quadrant_crop)(backend *b, const float *x, shape4 xs, int q, float *y);
+    void (*quadrant_assemble)(backend *b, const float *y, shape4 xs, int q, float *x);
+    void (*mul_spatial_fwd)(backend *b, const float *r, shape4 rs, const float *a, float *y);
+    void (*mul_spatial_bwd)(backend *b, const float *r, shape4 rs, const float *a, const float *dy, float *dr,
+                            float *da);
+    void (*mul_channel_fwd)(backend *b, const float *r, shape4 rs, const float *s, float *y);
+    void (*mul_channel_bwd)(backend *b, const float *r, shape4 rs, const float *s, const float *dy, float *dr,
+                            float *ds);
+    void (*avgpool_global_fwd)(backend *b, const float *x, shape4 xs, float *y);
+    void (*avgpool_global_bwd)(backend *b, const float *dy, shape4 xs, float *dx);
+    void (*avgpool_block_fwd)(backend *b, const float *x, shape4 xs, int g, float *y);
+    void (*avgpool_block_bwd)(backend *b, const float *dy, shape4 xs, int g, float *dx);
+    void (*linear_fwd)(backend *b, const float *x, int n, int in, const float *w, const float *bias, int out,
+                       float *y);
+    void (*linear_bwd)(backend *b, const float *x, int n, int in, const float *w, int out, const float *dy,
+                       float *dx, float *dw, float *dbias);
+    /* Losses write their value to *loss (a backend buffer of one float)
+     * instead of returning it, so a device need not wait. */
+    void (*softmax_ce)(backend *b, const float *logits, int n, int k, const int32_t *labels, float scale,
+                       float *dlogits, float *loss);
+    void (*mse)(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss);
+
+    /* ---- AdamW (optim.h's arithmetic) over the flat buffers, on the
+     * elements whose mask byte is 1 (trainable); mask is a backend buffer
+     * of total bytes (rounded up to floats). ---- */
+    void (*adamw)(backend *b, float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
+                  long step, double lr, double beta1, double beta2, double eps, double weight_decay);
+};
+
+/* "cpu" or "cuda" / "cuda:N" (opt->device is then N). Returns NULL with a
+ * message in err when the device is unknown, this build has no CUDA backend
+ * (bin/libfbcuda.so missing: it is built when nvcc and cudnn.h are found),
+ * or no usable GPU is present. */
+backend *backend_open(const char *device, const backend_options *opt, char *err, size_t errlen);
+void backend_close(backend *b);
+/* The CPU backend itself (backend_open("cpu") returns one of these). */
+backend *backend_cpu_create(const backend_options *opt);
+/* Parses "fp32" | "tf32" | "bf16"; -1 otherwise. */
+int precision_parse(const char *s, precision *out);
+static inline const char *precision_name(precision p)
+{
+    return p == PREC_TF32 ? "tf32" : p == PREC_BF16 ? "bf16" : "fp32";
+}
+
+/* Entry point of bin/libfbcuda.so (engine/cuda/backend_cuda.cu). */
+typedef backend *(*backend_cuda_create_fn)(const backend_options *opt, char *err, size_t errlen);
+#define BACKEND_CUDA_SYMBOL "fb_backend_cuda_create"
+
+#endif

@@ -1,0 +1,256 @@
+/* backend_cuda.cu: the CUDA backend's table (backend.h): memory on one
+ * stream with stream-ordered allocation (cudaMallocAsync / cudaFreeAsync,
+ * so a buffer freed while queued work still reads it stays valid until that
+ * work is done), sticky errors, linear layers on cuBLAS, and the entry point
+ * of bin/libfbcuda.so. Convolutions and batch norm are in cudnn_ops.cu, our
+ * own kernels in kernels.cu. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.h"
+
+/* ---- errors ---- */
+
+int cu_fail(backend *b, const char *what, const char *detail)
+{
+    cuda_ctx *cx = CX(b);
+    if (!cx->failed) {
+        cx->failed = 1;
+        snprintf(cx->err, sizeof cx->err, "%s: %s", what, detail);
+    }
+    return 1;
+}
+
+int cu_check(backend *b, cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess) return 0;
+    return cu_fail(b, what, cudaGetErrorString(e));
+}
+
+static int blas_ok(backend *b, cublasStatus_t s, const char *what)
+{
+    if (s == CUBLAS_STATUS_SUCCESS) return 1;
+    char d[48];
+    snprintf(d, sizeof d, "cuBLAS status %d", (int)s);
+    cu_fail(b, what, d);
+    return 0;
+}
+
+/* ---- memory, with the sizes of live allocations for the accounting ---- */
+
+static int track(cuda_ctx *cx, void *p, size_t bytes)
+{
+    if (cx->map_n == cx->map_cap) {
+        size_t nc = cx->map_cap ? 2 * cx->map_cap : 256;
+        void **nk = (void **)realloc(cx->keys, nc * sizeof *nk);
+        if (!nk) return -1;
+        cx->keys = nk;
+        size_t *ns = (size_t *)realloc(cx->sizes, nc * sizeof *ns);
+        if (!ns) return -1;
+        cx->sizes = ns;
+        cx->map_cap = nc;
+    }
+    cx->keys[cx->map_n] = p;
+    cx->sizes[cx->map_n++] = bytes;
+    cx->in_use += bytes;
+    if (cx->in_use > cx->peak) cx->peak = cx->in_use;
+    return 0;
+}
+
+static void untrack(cuda_ctx *cx, void *p)
+{
+    for (size_t i = cx->map_n; i-- > 0;)
+        if (cx->keys[i] == p) {
+            cx->in_use -= cx->sizes[i];
+            cx->keys[i] = cx->keys[--cx->map_n];
+            cx->sizes[i] = cx->sizes[cx->map_n];
+            return;
+        }
+}
+
+void *cu_malloc(backend *b, size_t bytes)
+{
+    cuda_ctx *cx = CX(b);
+    if (cx->failed) return NULL;
+    void *p = NULL;
+    if (cu_check(b, cudaMallocAsync(&p, bytes ? bytes : 1, cx->stream), "cudaMallocAsync")) return NULL;
+    if (track(cx, p, bytes)) {
+        cudaFreeAsync(p, cx->stream);
+        cu_fail(b, "allocation table", "out of host memory");
+        return NULL;
+    }
+    return p;
+}
+
+void cu_free(backend *b, void *p)
+{
+    if (!p) return;
+    cuda_ctx *cx = CX(b);
+    untrack(cx, p);
+    cudaFreeAsync(p, cx->stream);
+}
+
+static float *cu_alloc(backend *b, size_t n)
+{
+    float *p = (float *)cu_malloc(b, n * sizeof(float));
+    if (p && cu_check(b, cudaMemsetAsync(p, 0, n * sizeof(float), CX(b)->stream), "cudaMemsetAsync")) return NULL;
+    return p;
+}
+
+static void cu_release(backend *b, void *p) { cu_free(b, p); }
+
+static void cu_upload(backend *b, float *dst, const float *host, size_t n)
+{
+    if (CX(b)->failed || !n) return;
+    cu_check(b, cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, CX(b)->stream), "upload");
+}
+
+static void cu_sync(backend *b)
+{
+    if (CX(b)->failed) return;
+    cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize");
+}
+
+static void cu_download(backend *b, float *host, const float *src, size_t n)
+{
+    if (CX(b)->failed || !n) return;
+    if (!cu_check(b, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, CX(b)->stream),
+                  "download"))
+        cu_sync(b);
+}
+
+static const char *cu_error(backend *b) { return CX(b)->failed ? CX(b)->err : NULL; }
+static size_t cu_bytes(backend *b) { return dnn_bytes(b); }
+static size_t cu_peak(backend *b) { return CX(b)->peak; }
+
+static void cu_destroy(backend *b)
+{
+    if (!b) return;
+    cuda_ctx *cx = CX(b);
+    if (cx) {
+        if (cx->stream) cudaStreamSynchronize(cx->stream);
+        dnn_destroy(b);
+        if (cx->blas) cublasDestroy(cx->blas);
+        for (size_t i = 0; i < cx->map_n; i++) cudaFreeAsync(cx->keys[i], cx->stream);
+        if (cx->stream) {
+            cudaStreamSynchronize(cx->stream);
+            cudaStreamDestroy(cx->stream);
+        }
+        free(cx->keys);
+        free(cx->sizes);
+        free(cx);
+    }
+    free(b);
+}
+
+/* ---- linear layers: row-major x [n,in], w [out,in], y [n,out] seen by
+ * column-major cuBLAS as x^T, w^T, y^T ---- */
+
+static void cu_linear_fwd(backend *b, const float *x, int n, int in, const float *w, const float *bias, int out,
+                          float *y)
+{
+    if (CX(b)->failed) return;
+    const float one = 1.0f, zero = 0.0f;
+    /* y^T [out,n] = w [out,in] . x^T [in,n] */
+    if (!blas_ok(b, cublasSgemm(CX(b)->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w, in, x, in, &zero, y, out),
+                 "cublasSgemm (linear)"))
+        return;
+    if (bias) k_bias_add_rows(b, y, bias, n, out);
+}
+
+static void cu_linear_bwd(backend *b, const float *x, int n, int in, const float *w, int out, const float *dy,
+                          float *dx, float *dw, float *dbias)
+{
+    if (CX(b)->failed) return;
+    const float one = 1.0f, zero = 0.0f;
+    cublasHandle_t h = CX(b)->blas;
+    /* dx^T [in,n] = w^T [in,out] . dy^T [out,n] */
+    if (dx && !blas_ok(b, cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, in, n, out, &one, w, in, dy, out, &zero, dx, in),
+                       "cublasSgemm (linear dx)"))
+        return;
+    /* dw^T [in,out] += x^T [in,n] . dy [n,out] */
+    if (dw && !blas_ok(b, cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, &one, x, in, dy, out, &one, dw, in),
+                       "cublasSgemm (linear dw)"))
+        return;
+    if (dbias) k_bias_grad_rows(b, dy, n, out, dbias);
+}
+
+/* ---- the table ---- */
+
+static void fill_table(backend *b)
+{
+    b->alloc = cu_alloc, b->release = cu_release, b->upload = cu_upload, b->download = cu_download;
+    b->sync = cu_sync, b->error = cu_error, b->bytes_in_use = cu_bytes, b->peak_bytes = cu_peak;
+    b->destroy = cu_destroy;
+    b->fill = k_fill, b->copy = k_copy, b->acc = k_acc, b->add = k_add, b->axpb = k_axpb;
+    b->conv2d_fwd = dnn_conv_fwd, b->conv2d_bwd = dnn_conv_bwd, b->conv2d_bn_eval = dnn_conv_bn_eval;
+    b->bn_fwd_train = dnn_bn_fwd_train, b->bn_fwd_eval = dnn_bn_fwd_eval, b->bn_bwd = dnn_bn_bwd;
+    b->relu_fwd = k_relu_fwd, b->relu_bwd = k_relu_bwd, b->sigmoid_fwd = k_sigmoid_fwd;
+    b->sigmoid_bwd = k_sigmoid_bwd, b->maxpool2_fwd = k_maxpool2_fwd, b->maxpool2_bwd = k_maxpool2_bwd;
+    b->upsample2_fwd = k_upsample2_fwd, b->upsample2_bwd = k_upsample2_bwd, b->concat_fwd = k_concat_fwd;
+    b->concat_bwd = k_concat_bwd, b->quadrant_crop = k_quadrant_crop, b->quadrant_assemble = k_quadrant_assemble;
+    b->mul_spatial_fwd = k_mul_spatial_fwd, b->mul_spatial_bwd = k_mul_spatial_bwd;
+    b->mul_channel_fwd = k_mul_channel_fwd, b->mul_channel_bwd = k_mul_channel_bwd;
+    b->avgpool_global_fwd = k_avgpool_global_fwd, b->avgpool_global_bwd = k_avgpool_global_bwd;
+    b->avgpool_block_fwd = k_avgpool_block_fwd, b->avgpool_block_bwd = k_avgpool_block_bwd;
+    b->linear_fwd = cu_linear_fwd, b->linear_bwd = cu_linear_bwd, b->softmax_ce = k_softmax_ce, b->mse = k_mse;
+    b->adamw = k_adamw;
+}
+
+extern "C" backend *fb_backend_cuda_create(const backend_options *opt, char *err, size_t errlen)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        snprintf(err, errlen, "no CUDA device (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        return NULL;
+    }
+    if (opt->device >= count) {
+        snprintf(err, errlen, "cuda:%d: there %s only %d CUDA device%s", opt->device, count == 1 ? "is" : "are", count,
+                 count == 1 ? "" : "s");
+        return NULL;
+    }
+    cudaDeviceProp prop;
+    if ((e = cudaSetDevice(opt->device)) != cudaSuccess ||
+        (e = cudaGetDeviceProperties(&prop, opt->device)) != cudaSuccess) {
+        snprintf(err, errlen, "cuda:%d: %s", opt->device, cudaGetErrorString(e));
+        return NULL;
+    }
+    backend *b = (backend *)calloc(1, sizeof *b);
+    cuda_ctx *cx = (cuda_ctx *)calloc(1, sizeof *cx);
+    if (!b || !cx) {
+        free(b), free(cx);
+        snprintf(err, errlen, "out of host memory");
+        return NULL;
+    }
+    b->name = "cuda";
+    b->opt = *opt;
+    b->opt.threads = opt->threads;
+    b->ctx = cx;
+    b->host_memory = 0;
+    snprintf(b->desc, sizeof b->desc, "cuda:%d %.64s %s%s", opt->device, prop.name, precision_name(opt->prec),
+             opt->deterministic ? " deterministic" : "");
+    cx->sm_count = prop.multiProcessorCount;
+    fill_table(b);
+    /* Keep freed memory in the stream-ordered pool instead of returning it at
+     * every synchronisation (a training step frees and reallocates small
+     * scratch buffers). */
+    cudaMemPool_t pool;
+    uint64_t keep = UINT64_MAX;
+    if (cudaDeviceGetDefaultMemPool(&pool, opt->device) == cudaSuccess)
+        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    if (!cu_check(b, cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking), "cudaStreamCreate") &&
+        blas_ok(b, cublasCreate(&cx->blas), "cublasCreate") &&
+        blas_ok(b, cublasSetStream(cx->blas, cx->stream), "cublasSetStream") &&
+        blas_ok(b, cublasSetMathMode(cx->blas, opt->prec == PREC_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_TF32_TENSOR_OP_MATH),
+                "cublasSetMathMode"))
+        dnn_create(b);
+    if (cx->failed) {
+        snprintf(err, errlen, "cuda:%d: %s", opt->device, cx->err);
+        cu_destroy(b);
+        return NULL;
+    }
+    return b;
+}

@@ -1,0 +1,407 @@
+/* cudnn_ops.cu: every cuDNN call of the CUDA backend (the legacy
+ * convolution and batch-norm API, still in cuDNN 9).
+ *
+ * Convolutions: NCHW, cross-correlation, padding k/2, FP32 compute.
+ *   fp32  FP32 tensors, CUDNN_FMA_MATH only (no tensor cores): the parity
+ *         reference against the CPU
+ *   tf32  FP32 tensors, tensor-core math allowed (TF32)
+ *   bf16  inputs and weights cast to BF16 (kernels.cu), BF16 output cast
+ *         back to FP32; weight gradients land in FP32 (master weights)
+ * Algorithms: cudnnFind* once per (direction, shape, precision), cached;
+ * the fastest one that fits the workspace cap, whose math type matches the
+ * precision, and (with --deterministic) that is deterministic. One shared
+ * workspace grows to the largest chosen algorithm's need.
+ * Batch norm: CUDNN_BATCHNORM_SPATIAL, FP32 always (PyTorch's convention:
+ * running variance updated with the unbiased batch variance). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.h"
+
+#define WORKSPACE_CAP ((size_t)512 << 20) /* bytes: no algorithm may need more */
+
+enum { DIR_FWD, DIR_BWD_DATA, DIR_BWD_FILTER };
+
+typedef struct {
+    int dir, prec, det, n, c, h, w, oc, k, stride;
+    int algo;
+    cudnnMathType_t math;
+    size_t ws;
+} algo_entry;
+
+struct cudnn_state {
+    cudnnHandle_t h;
+    cudnnTensorDescriptor_t xd, yd, bd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    cudnnActivationDescriptor_t relu;
+    void *ws;
+    size_t ws_size;
+    algo_entry *algos;
+    int nalgos, cap_algos;
+    uint16_t *bx, *bw, *by; /* BF16 copies: input (or dy), weights, output (or dx / dw) */
+    size_t bx_cap, bw_cap, by_cap;
+    float *fw, *fb; /* BN folded into conv weights and bias (eval) */
+    size_t fw_cap, fb_cap;
+};
+
+static cudnn_state *DNN(backend *b) { return CX(b)->dnn; }
+
+static int ok(backend *b, cudnnStatus_t s, const char *what)
+{
+    if (s == CUDNN_STATUS_SUCCESS) return 1;
+    cu_fail(b, what, cudnnGetErrorString(s));
+    return 0;
+}
+
+/* A device buffer of at least need elements of size elem (contents dropped). */
+static int grow(backend *b, void **buf, size_t *cap, size_t need, size_t elem)
+{
+    if (*cap >= need && *buf) return 1;
+    cu_free(b, *buf);
+    *cap = 0;
+    if (!(*buf = cu_malloc(b, (need ? need : 1) * elem))) return 0;
+    *cap = need;
+    return 1;
+}
+
+int dnn_create(backend *b)
+{
+    cudnn_state *d = (cudnn_state *)calloc(1, sizeof *d);
+    if (!d) return cu_fail(b, "cudnn", "out of host memory"), -1;
+    CX(b)->dnn = d;
+    if (!ok(b, cudnnCreate(&d->h), "cudnnCreate") || !ok(b, cudnnSetStream(d->h, CX(b)->stream), "cudnnSetStream") ||
+        !ok(b, cudnnCreateTensorDescriptor(&d->xd), "descriptor") ||
+        !ok(b, cudnnCreateTensorDescriptor(&d->yd), "descriptor") ||
+        !ok(b, cudnnCreateTensorDescriptor(&d->bd), "descriptor") ||
+        !ok(b, cudnnCreateFilterDescriptor(&d->wd), "descriptor") ||
+        !ok(b, cudnnCreateConvolutionDescriptor(&d->cd), "descriptor") ||
+        !ok(b, cudnnCreateActivationDescriptor(&d->relu), "descriptor") ||
+        !ok(b, cudnnSetActivationDescriptor(d->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0),
+            "activation descriptor"))
+        return -1;
+    return 0;
+}
+
+void dnn_destroy(backend *b)
+{
+    cudnn_state *d = DNN(b);
+    if (!d) return;
+    if (d->relu) cudnnDestroyActivationDescriptor(d->relu);
+    if (d->cd) cudnnDestroyConvolutionDescriptor(d->cd);
+    if (d->wd) cudnnDestroyFilterDescriptor(d->wd);
+    if (d->bd) cudnnDestroyTensorDescriptor(d->bd);
+    if (d->yd) cudnnDestroyTensorDescriptor(d->yd);
+    if (d->xd) cudnnDestroyTensorDescriptor(d->xd);
+    if (d->h) cudnnDestroy(d->h);
+    cu_free(b, d->ws);
+    cu_free(b, d->bx), cu_free(b, d->bw), cu_free(b, d->by);
+    cu_free(b, d->fw), cu_free(b, d->fb);
+    free(d->algos);
+    free(d);
+    CX(b)->dnn = NULL;
+}
+
+size_t dnn_bytes(backend *b)
+{
+    cudnn_state *d = DNN(b);
+    if (!d) return 0;
+    return d->ws_size + 2 * (d->bx_cap + d->bw_cap + d->by_cap) + 4 * (d->fw_cap + d->fb_cap);
+}
+
+/* ---- descriptors ---- */
+
+static int set_tensor(backend *b, cudnnTensorDescriptor_t t, cudnnDataType_t dt, int n, int c, int h, int w)
+{
+    return ok(b, cudnnSetTensor4dDescriptor(t, CUDNN_TENSOR_NCHW, dt, n, c, h, w), "cudnnSetTensor4dDescriptor");
+}
+
+static cudnnDataType_t data_type(backend *b) { return b->opt.prec == PREC_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; }
+static cudnnMathType_t math_type(backend *b) { return b->opt.prec == PREC_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH; }
+
+/* x [n,c,h,w] (xd), w [oc,c,k,k] (wd), conv (cd), y (yd) for this precision. */
+static int set_conv(backend *b, shape4 xs, int oc, int k, int stride)
+{
+    cudnn_state *d = DNN(b);
+    cudnnDataType_t dt = data_type(b);
+    shape4 ys = conv2d_out_shape(xs, oc, k, stride);
+    return set_tensor(b, d->xd, dt, xs.n, xs.c, xs.h, xs.w) && set_tensor(b, d->yd, dt, ys.n, ys.c, ys.h, ys.w) &&
+           ok(b, cudnnSetFilter4dDescriptor(d->wd, dt, CUDNN_TENSOR_NCHW, oc, xs.c, k, k), "cudnnSetFilter4dDescriptor") &&
+           ok(b, cudnnSetConvolution2dDescriptor(d->cd, k / 2, k / 2, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                 CUDNN_DATA_FLOAT),
+              "cudnnSetConvolution2dDescriptor") &&
+           ok(b, cudnnSetConvolutionMathType(d->cd, math_type(b)), "cudnnSetConvolutionMathType");
+}
+
+/* ---- algorithm choice ---- */
+
+/* Whether a Find result may be used: it ran, fits, is not a tensor-op
+ * result in fp32 (which then runs with CUDNN_FMA_MATH, see prepare), and is
+ * deterministic when asked. */
+static int usable(backend *b, cudnnStatus_t st, size_t mem, cudnnDeterminism_t det, cudnnMathType_t math)
+{
+    if (st != CUDNN_STATUS_SUCCESS || mem > WORKSPACE_CAP) return 0;
+    if (b->opt.deterministic && det != CUDNN_DETERMINISTIC) return 0;
+    if (b->opt.prec == PREC_FP32 && math != CUDNN_FMA_MATH && math != CUDNN_DEFAULT_MATH) return 0;
+    return 1;
+}
+
+/* The cached algorithm of (dir, shape), found on first use; the descriptors
+ * must be set (set_conv). NULL after an error. */
+static const algo_entry *algo_for(backend *b, int dir, shape4 xs, int oc, int k, int stride)
+{
+    cudnn_state *d = DNN(b);
+    algo_entry key = {dir, (int)b->opt.prec, b->opt.deterministic, xs.n, xs.c, xs.h, xs.w, oc, k, stride, 0,
+                      CUDNN_DEFAULT_MATH, 0};
+    for (int i = 0; i < d->nalgos; i++) {
+        const algo_entry *e = &d->algos[i];
+        if (e->dir == key.dir && e->prec == key.prec && e->det == key.det && e->n == key.n && e->c == key.c &&
+            e->h == key.h && e->w == key.w && e->oc == key.oc && e->k == key.k && e->stride == key.stride)
+            return e;
+    }
+    enum { MAXR = 16 };
+    int got = 0, found = 0;
+    cudnnStatus_t st;
+    if (dir == DIR_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t r[MAXR];
+        st = cudnnFindConvolutionForwardAlgorithm(d->h, d->xd, d->wd, d->cd, d->yd, MAXR, &got, r);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got && !found; i++)
+            if (usable(b, r[i].status, r[i].memory, r[i].determinism, r[i].mathType))
+                key.algo = (int)r[i].algo, key.math = r[i].mathType, key.ws = r[i].memory, found = 1;
+    } else if (dir == DIR_BWD_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t r[MAXR];
+        st = cudnnFindConvolutionBackwardDataAlgorithm(d->h, d->wd, d->yd, d->cd, d->xd, MAXR, &got, r);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got && !found; i++)
+            if (usable(b, r[i].status, r[i].memory, r[i].determinism, r[i].mathType))
+                key.algo = (int)r[i].algo, key.math = r[i].mathType, key.ws = r[i].memory, found = 1;
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t r[MAXR];
+        st = cudnnFindConvolutionBackwardFilterAlgorithm(d->h, d->xd, d->yd, d->cd, d->wd, MAXR, &got, r);
+        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got && !found; i++)
+            if (usable(b, r[i].status, r[i].memory, r[i].determinism, r[i].mathType))
+                key.algo = (int)r[i].algo, key.math = r[i].mathType, key.ws = r[i].memory, found = 1;
+    }
+    if (!ok(b, st, "cudnnFind*Algorithm")) return NULL;
+    if (!found) {
+        char what[160];
+        snprintf(what, sizeof what, "no %s%s convolution algorithm for x [%d,%d,%d,%d], %d outputs, k %d, stride %d",
+                 precision_name(b->opt.prec), b->opt.deterministic ? " deterministic" : "", xs.n, xs.c, xs.h, xs.w,
+                 oc, k, stride);
+        cu_fail(b, "cudnn", what);
+        return NULL;
+    }
+    if (d->nalgos == d->cap_algos) {
+        int nc = d->cap_algos ? 2 * d->cap_algos : 64;
+        algo_entry *na = (algo_entry *)realloc(d->algos, (size_t)nc * sizeof *na);
+        if (!na) return cu_fail(b, "cudnn", "out of host memory"), (const algo_entry *)NULL;
+        d->algos = na;
+        d->cap_algos = nc;
+    }
+    d->algos[d->nalgos] = key;
+    return &d->algos[d->nalgos++];
+}
+
+/* The descriptors for (shape, direction) with the chosen algorithm's math
+ * type, and a workspace big enough for it. */
+static const algo_entry *prepare(backend *b, int dir, shape4 xs, int oc, int k, int stride)
+{
+    cudnn_state *d = DNN(b);
+    if (CX(b)->failed || !set_conv(b, xs, oc, k, stride)) return NULL;
+    const algo_entry *e = algo_for(b, dir, xs, oc, k, stride);
+    if (!e) return NULL;
+    cudnnMathType_t m = b->opt.prec == PREC_FP32 ? CUDNN_FMA_MATH : e->math; /* fp32: never TF32 */
+    if (!ok(b, cudnnSetConvolutionMathType(d->cd, m), "cudnnSetConvolutionMathType")) return NULL;
+    if (e->ws > d->ws_size) {
+        /* the old workspace may still be in use by queued work: free is stream-ordered in cu_free */
+        cu_free(b, d->ws);
+        d->ws_size = 0;
+        if (!(d->ws = cu_malloc(b, e->ws))) return NULL;
+        d->ws_size = e->ws;
+    }
+    return e;
+}
+
+/* BF16 copies of n floats into a grown buffer. */
+static const uint16_t *to_bf16(backend *b, uint16_t **buf, size_t *cap, const float *x, size_t n)
+{
+    if (!grow(b, (void **)buf, cap, n, sizeof(uint16_t))) return NULL;
+    k_to_bf16(b, x, n, *buf);
+    return *buf;
+}
+
+static const float one = 1.0f, zero = 0.0f;
+
+/* y = conv(x, w) (no bias), any precision; the descriptors are prepared here. */
+static int conv_core(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride, float *y)
+{
+    cudnn_state *d = DNN(b);
+    const algo_entry *e = prepare(b, DIR_FWD, xs, oc, k, stride);
+    if (!e) return 0;
+    cudnnConvolutionFwdAlgo_t algo = (cudnnConvolutionFwdAlgo_t)e->algo;
+    size_t ny = shape4_numel(conv2d_out_shape(xs, oc, k, stride));
+    if (b->opt.prec != PREC_BF16)
+        return ok(b, cudnnConvolutionForward(d->h, &one, d->xd, x, d->wd, w, d->cd, algo, d->ws, d->ws_size, &zero,
+                                             d->yd, y),
+                  "cudnnConvolutionForward");
+    const uint16_t *bx = to_bf16(b, &d->bx, &d->bx_cap, x, shape4_numel(xs));
+    const uint16_t *bw = to_bf16(b, &d->bw, &d->bw_cap, w, (size_t)oc * xs.c * k * k);
+    if (!bx || !bw || !grow(b, (void **)&d->by, &d->by_cap, ny, sizeof(uint16_t))) return 0;
+    if (!ok(b, cudnnConvolutionForward(d->h, &one, d->xd, bx, d->wd, bw, d->cd, algo, d->ws, d->ws_size, &zero, d->yd,
+                                       d->by),
+            "cudnnConvolutionForward"))
+        return 0;
+    k_from_bf16(b, d->by, ny, y);
+    return 1;
+}
+
+/* y[n,oc,...] += bias[oc] (FP32). */
+static int add_bias(backend *b, const float *bias, shape4 ys, float *y)
+{
+    cudnn_state *d = DNN(b);
+    return set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, ys.c, 1, 1) &&
+           set_tensor(b, d->yd, CUDNN_DATA_FLOAT, ys.n, ys.c, ys.h, ys.w) &&
+           ok(b, cudnnAddTensor(d->h, &one, d->bd, bias, &one, d->yd, y), "cudnnAddTensor");
+}
+
+void dnn_conv_fwd(backend *b, const float *x, shape4 xs, const float *w, const float *bias, int oc, int k,
+                  int stride, float *y)
+{
+    if (conv_core(b, x, xs, w, oc, k, stride, y) && bias) add_bias(b, bias, conv2d_out_shape(xs, oc, k, stride), y);
+}
+
+void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
+                  const float *dy, float *dx, float *dw, float *dbias)
+{
+    cudnn_state *d = DNN(b);
+    shape4 ys = conv2d_out_shape(xs, oc, k, stride);
+    size_t nx = shape4_numel(xs), ny = shape4_numel(ys), nw = (size_t)oc * xs.c * k * k;
+    if (CX(b)->failed) return;
+    if (dbias) { /* sum of dy over (n, h, w), added */
+        if (!set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, oc, 1, 1) ||
+            !set_tensor(b, d->yd, CUDNN_DATA_FLOAT, ys.n, ys.c, ys.h, ys.w) ||
+            !ok(b, cudnnConvolutionBackwardBias(d->h, &one, d->yd, dy, &one, d->bd, dbias),
+                "cudnnConvolutionBackwardBias"))
+            return;
+    }
+    const int bf = b->opt.prec == PREC_BF16;
+    const uint16_t *bdy = NULL;
+    if (bf && !(bdy = to_bf16(b, &d->bx, &d->bx_cap, dy, ny))) return; /* bx holds dy here */
+    if (dw) {
+        const algo_entry *e = prepare(b, DIR_BWD_FILTER, xs, oc, k, stride);
+        if (!e) return;
+        cudnnConvolutionBwdFilterAlgo_t algo = (cudnnConvolutionBwdFilterAlgo_t)e->algo;
+        if (!bf) {
+            if (!ok(b, cudnnConvolutionBackwardFilter(d->h, &one, d->xd, x, d->yd, dy, d->cd, algo, d->ws, d->ws_size,
+                                                      &one, d->wd, dw),
+                    "cudnnConvolutionBackwardFilter"))
+                return;
+        } else {
+            /* x in BF16 goes to `by`; dW comes out in BF16 (`bw`) and is added to the FP32 gradient */
+            const uint16_t *bxx = to_bf16(b, &d->by, &d->by_cap, x, nx);
+            if (!bxx || !grow(b, (void **)&d->bw, &d->bw_cap, nw, sizeof(uint16_t)) ||
+                !ok(b, cudnnConvolutionBackwardFilter(d->h, &one, d->xd, bxx, d->yd, bdy, d->cd, algo, d->ws,
+                                                      d->ws_size, &zero, d->wd, d->bw),
+                    "cudnnConvolutionBackwardFilter"))
+                return;
+            k_acc_bf16(b, dw, d->bw, nw);
+        }
+    }
+    if (dx) {
+        const algo_entry *e = prepare(b, DIR_BWD_DATA, xs, oc, k, stride);
+        if (!e) return;
+        cudnnConvolutionBwdDataAlgo_t algo = (cudnnConvolutionBwdDataAlgo_t)e->algo;
+        if (!bf) {
+            ok(b, cudnnConvolutionBackwardData(d->h, &one, d->wd, w, d->yd, dy, d->cd, algo, d->ws, d->ws_size, &zero,
+                                               d->xd, dx),
+               "cudnnConvolutionBackwardData");
+        } else {
+            const uint16_t *bw = to_bf16(b, &d->bw, &d->bw_cap, w, nw);
+            if (!bw || !grow(b, (void **)&d->by, &d->by_cap, nx, sizeof(uint16_t)) ||
+                !ok(b, cudnnConvolutionBackwardData(d->h, &one, d->wd, bw, d->yd, bdy, d->cd, algo, d->ws, d->ws_size,
+                                                    &zero, d->xd, d->by),
+                    "cudnnConvolutionBackwardData"))
+                return;
+            k_from_bf16(b, d->by, nx, dx);
+        }
+    }
+}
+
+/* Eval: BN folded into the weights and a bias (k_fold_bn), then one
+ * cudnnConvolutionBiasActivationForward (conv + bias + ReLU) in fp32/tf32;
+ * without ReLU, or in bf16, conv then bias (then ReLU) as separate calls
+ * (the fused call allows only one algorithm for the identity activation). */
+void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
+                      const float *gamma, const float *beta, const float *mean, const float *var, float eps,
+                      int relu, float *y)
+{
+    cudnn_state *d = DNN(b);
+    size_t per_oc = (size_t)xs.c * k * k;
+    shape4 ys = conv2d_out_shape(xs, oc, k, stride);
+    if (CX(b)->failed || !grow(b, (void **)&d->fw, &d->fw_cap, (size_t)oc * per_oc, sizeof(float)) ||
+        !grow(b, (void **)&d->fb, &d->fb_cap, (size_t)oc, sizeof(float)))
+        return;
+    k_fold_bn(b, w, oc, per_oc, gamma, beta, mean, var, eps, d->fw, d->fb);
+    if (relu && b->opt.prec != PREC_BF16) {
+        const algo_entry *e = prepare(b, DIR_FWD, xs, oc, k, stride);
+        if (!e || !set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, oc, 1, 1)) return;
+        cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
+            d->h, &one, d->xd, x, d->wd, d->fw, d->cd, (cudnnConvolutionFwdAlgo_t)e->algo, d->ws, d->ws_size, &zero,
+            d->yd, y, d->bd, d->fb, d->relu, d->yd, y);
+        if (st != CUDNN_STATUS_NOT_SUPPORTED) { /* some algorithms are not fused: then the three steps below */
+            ok(b, st, "cudnnConvolutionBiasActivationForward");
+            return;
+        }
+    }
+    if (!conv_core(b, x, xs, d->fw, oc, k, stride, y) || !add_bias(b, d->fb, ys, y)) return;
+    if (relu) k_relu_fwd(b, y, shape4_numel(ys), y);
+}
+
+/* ---- batch norm ---- */
+
+static int set_bn(backend *b, shape4 s)
+{
+    cudnn_state *d = DNN(b);
+    return set_tensor(b, d->xd, CUDNN_DATA_FLOAT, s.n, s.c, s.h, s.w) &&
+           set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, s.c, 1, 1);
+}
+
+void dnn_bn_fwd_train(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
+                      float *running_mean, float *running_var, float momentum, float eps, float *y,
+                      float *save_mean, float *save_invstd)
+{
+    cudnn_state *d = DNN(b);
+    if (CX(b)->failed || !set_bn(b, s)) return;
+    ok(b, cudnnBatchNormalizationForwardTraining(d->h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, x, d->xd, y,
+                                                 d->bd, gamma, beta, (double)momentum, running_mean, running_var,
+                                                 (double)eps, save_mean, save_invstd),
+       "cudnnBatchNormalizationForwardTraining");
+}
+
+void dnn_bn_fwd_eval(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
+                     const float *running_mean, const float *running_var, float eps, float *y)
+{
+    cudnn_state *d = DNN(b);
+    if (CX(b)->failed || !set_bn(b, s)) return;
+    ok(b, cudnnBatchNormalizationForwardInference(d->h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, x, d->xd, y,
+                                                  d->bd, gamma, beta, running_mean, running_var, (double)eps),
+       "cudnnBatchNormalizationForwardInference");
+}
+
+/* dx written; dgamma, dbeta added (beta 1 on the parameter gradients).
+ * The saved statistics are used, so epsilon only has to be valid (the
+ * network's 1e-5). */
+#define BN_EPS 1e-5
+void dnn_bn_bwd(backend *b, const float *x, shape4 s, const float *gamma, const float *save_mean,
+                const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta)
+{
+    cudnn_state *d = DNN(b);
+    if (CX(b)->failed || !set_bn(b, s)) return;
+    if (!dx || !dgamma || !dbeta) {
+        cu_fail(b, "batch norm backward", "needs dx, dgamma and dbeta");
+        return;
+    }
+    ok(b, cudnnBatchNormalizationBackward(d->h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, d->xd, x, d->xd, dy,
+                                          d->xd, dx, d->bd, gamma, dgamma, dbeta, BN_EPS, save_mean, save_invstd),
+       "cudnnBatchNormalizationBackward");
+}

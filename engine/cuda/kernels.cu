@@ -1,0 +1,839 @@
+/* kernels.cu: the CUDA backend's own kernels (see cuda_internal.h): the
+ * elementwise helpers of the tape, activations, resampling, concat,
+ * quadrants, broadcast products, pooling to vectors, the two losses, AdamW,
+ * BF16 conversion and BN folding. Semantics are ops.h's, as ops_misc.c
+ * implements them: NCHW float32, same index conventions, backward writes (=)
+ * input gradients in full, NULL gradient pointers are skipped.
+ *
+ * Every function launches on cx->stream, returns at once when the backend
+ * has failed (sticky error) or there is nothing to do, and checks its
+ * launches. Reproducibility: no atomics; every output element is written by
+ * one thread, and every sum runs in an order fixed by the shapes alone (a
+ * thread's own loop, then a fixed shared-memory tree), so results are
+ * bitwise identical run to run.
+ *
+ * Parity with the CPU: nvcc contracts a*b + c into an FMA by default while
+ * the CPU build (gcc -std=c11, x86-64 without FMA) rounds the product first,
+ * so wherever a product feeds an addition the kernels spell the operations
+ * with __fmul_rn / __fadd_rn (and their double twins), which are never
+ * contracted. Sums in float run in the CPU's order; sums in double run in a
+ * different order only where a block tree reduces them (mul_channel_bwd's
+ * ds, avgpool_*_fwd, mse), which changes nothing above ~1e-16 relative
+ * before the result is rounded to float. */
+#include "cuda_internal.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+static constexpr int THREADS = 256;          /* every launch; a power of two (block_sum) */
+static constexpr size_t MAX_BLOCKS = 65535;   /* grid-stride loops cover the rest */
+static constexpr size_t MSE_BLOCKS = 1024;    /* most partial sums mse takes */
+
+/* Blocks of THREADS for n independent items, capped (grid-stride loops). */
+static unsigned grid_for(size_t n)
+{
+    size_t g = (n + THREADS - 1) / THREADS;
+    if (g < 1) g = 1;
+    return (unsigned)(g < MAX_BLOCKS ? g : MAX_BLOCKS);
+}
+
+/* Blocks for `items` that each get a whole block (per-plane reductions). */
+static unsigned grid_items(size_t items)
+{
+    return (unsigned)(items < 1 ? 1 : items < MAX_BLOCKS ? items : MAX_BLOCKS);
+}
+
+/* Nothing to launch: the backend has failed, or there are no elements. */
+static int skip(backend *b, size_t n) { return CX(b)->failed || n == 0; }
+
+/* Launches kern<<<grid, THREADS>>> on the stream and checks the launch. */
+#define LAUNCH(kern, grid, ...)                                                \
+    do {                                                                       \
+        kern<<<(grid), THREADS, 0, CX(b)->stream>>>(__VA_ARGS__);              \
+        cu_check(b, cudaGetLastError(), #kern);                                \
+    } while (0)
+
+/* The same with the kernel's index type chosen by the largest index it forms
+ * (`big` elements): 32-bit arithmetic (cheap division) below 2^31, where
+ * i + grid stride cannot wrap, else size_t. */
+#define LAUNCH_IDX(big, kern, grid, ...)                                                      \
+    do {                                                                                      \
+        if ((size_t)(big) < ((size_t)1 << 31))                                                \
+            kern<uint32_t><<<(grid), THREADS, 0, CX(b)->stream>>>(__VA_ARGS__);               \
+        else                                                                                  \
+            kern<size_t><<<(grid), THREADS, 0, CX(b)->stream>>>(__VA_ARGS__);                 \
+        cu_check(b, cudaGetLastError(), #kern);                                               \
+    } while (0)
+
+/* Grid-stride loop over [0, n) in index type I. */
+#define FOR_EACH(I, i, n) \
+    for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < (n); i += (I)gridDim.x * (I)blockDim.x)
+
+static __device__ __forceinline__ float qnan(void) { return __int_as_float(0x7fc00000); } /* glibc's NAN */
+
+/* Sum of every thread's v over the block (blockDim.x == THREADS) by a fixed
+ * tree; the result is valid in thread 0 (all threads must call). */
+static __device__ double block_sum(double v)
+{
+    __shared__ double sh[THREADS];
+    unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = THREADS / 2u; s > 0; s >>= 1) {
+        if (t < s) sh[t] = __dadd_rn(sh[t], sh[t + s]);
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads(); /* sh may be reused by the caller's next round */
+    return r;
+}
+
+/* ---- elementwise helpers of the tape ---- */
+
+/* y[i] = v */
+static __global__ void fill_kernel(float *y, float v, size_t n)
+{
+    FOR_EACH(size_t, i, n) y[i] = v;
+}
+/* y[i] += x[i] */
+static __global__ void acc_kernel(float *y, const float *x, size_t n)
+{
+    FOR_EACH(size_t, i, n) y[i] = __fadd_rn(y[i], x[i]);
+}
+/* y[i] = x1[i] + x2[i] */
+static __global__ void add_kernel(float *y, const float *x1, const float *x2, size_t n)
+{
+    FOR_EACH(size_t, i, n) y[i] = __fadd_rn(x1[i], x2[i]);
+}
+/* y[i] = a * x[i] + c (product rounded first, as the CPU) */
+static __global__ void axpb_kernel(float *y, const float *x, float a, float c, size_t n)
+{
+    FOR_EACH(size_t, i, n) y[i] = __fadd_rn(__fmul_rn(a, x[i]), c);
+}
+
+void k_fill(backend *b, float *y, float v, size_t n)
+{
+    if (skip(b, n)) return;
+    if (v == 0.0f && !signbit(v)) { /* +0.0f: all bytes zero */
+        cu_check(b, cudaMemsetAsync(y, 0, n * sizeof(float), CX(b)->stream), "k_fill");
+        return;
+    }
+    LAUNCH(fill_kernel, grid_for(n), y, v, n);
+}
+
+void k_copy(backend *b, float *y, const float *x, size_t n)
+{
+    if (skip(b, n) || y == x) return;
+    cu_check(b, cudaMemcpyAsync(y, x, n * sizeof(float), cudaMemcpyDeviceToDevice, CX(b)->stream), "k_copy");
+}
+
+void k_acc(backend *b, float *y, const float *x, size_t n)
+{
+    if (skip(b, n)) return;
+    LAUNCH(acc_kernel, grid_for(n), y, x, n);
+}
+
+void k_add(backend *b, float *y, const float *x1, const float *x2, size_t n)
+{
+    if (skip(b, n)) return;
+    LAUNCH(add_kernel, grid_for(n), y, x1, x2, n);
+}
+
+void k_axpb(backend *b, float *y, const float *x, float a, float c, size_t n)
+{
+    if (skip(b, n)) return;
+    LAUNCH(axpb_kernel, grid_for(n), y, x, a, c, n);
+}
+
+/* ---- activations ---- */
+
+/* y = x > 0 ? x : 0 (NaN -> 0, as the CPU) */
+static __global__ void relu_fwd_kernel(const float *x, size_t n, float *y)
+{
+    FOR_EACH(size_t, i, n)
+    {
+        float v = x[i];
+        y[i] = v > 0.0f ? v : 0.0f;
+    }
+}
+/* dx = y > 0 ? dy : 0, from the output */
+static __global__ void relu_bwd_kernel(const float *y, const float *dy, size_t n, float *dx)
+{
+    FOR_EACH(size_t, i, n)
+    {
+        float g = dy[i];
+        dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
+}
+/* y = 1 / (1 + exp(-x)), exp only of -|x| */
+static __global__ void sigmoid_fwd_kernel(const float *x, size_t n, float *y)
+{
+    FOR_EACH(size_t, i, n)
+    {
+        float v = x[i], e = expf(-fabsf(v));
+        y[i] = __fdiv_rn(v >= 0.0f ? 1.0f : e, __fadd_rn(1.0f, e));
+    }
+}
+/* dx = (dy * y) * (1 - y), from the output */
+static __global__ void sigmoid_bwd_kernel(const float *y, const float *dy, size_t n, float *dx)
+{
+    FOR_EACH(size_t, i, n)
+    {
+        float s = y[i];
+        dx[i] = __fmul_rn(__fmul_rn(dy[i], s), __fsub_rn(1.0f, s));
+    }
+}
+
+void k_relu_fwd(backend *b, const float *x, size_t n, float *y)
+{
+    if (skip(b, n)) return;
+    LAUNCH(relu_fwd_kernel, grid_for(n), x, n, y);
+}
+
+void k_relu_bwd(backend *b, const float *y, const float *dy, size_t n, float *dx)
+{
+    if (skip(b, n)) return;
+    LAUNCH(relu_bwd_kernel, grid_for(n), y, dy, n, dx);
+}
+
+void k_sigmoid_fwd(backend *b, const float *x, size_t n, float *y)
+{
+    if (skip(b, n)) return;
+    LAUNCH(sigmoid_fwd_kernel, grid_for(n), x, n, y);
+}
+
+void k_sigmoid_bwd(backend *b, const float *y, const float *dy, size_t n, float *dx)
+{
+    if (skip(b, n)) return;
+    LAUNCH(sigmoid_bwd_kernel, grid_for(n), y, dy, n, dx);
+}
+
+/* ---- resampling ---- */
+
+/* x [P,H,W] (P = N*C) -> y [P,OH,OW], OH = H/2, OW = W/2; argmax = flat index
+ * into x. Window order x[2i][2j], x[2i][2j+1], x[2i+1][2j], x[2i+1][2j+1]; a
+ * candidate replaces the best when the best is not NaN and it is larger or
+ * NaN (first maximum wins, NaN propagates), as ops_misc.c. */
+template <typename I>
+static __global__ void maxpool2_fwd_kernel(const float *x, I h, I w, I oh, I ow, I total, float *y, int32_t *argmax)
+{
+    FOR_EACH(I, e, total)
+    {
+        I j = e % ow, t = e / ow, i = t % oh, p = t / oh;
+        I i0 = (p * h + 2 * i) * w + 2 * j;
+        const I ci[3] = {i0 + 1, i0 + w, i0 + w + 1};
+        float bv = x[i0];
+        I best = i0;
+        for (int k = 0; k < 3; k++) {
+            float v = x[ci[k]];
+            if (bv == bv && (v > bv || v != v)) bv = v, best = ci[k];
+        }
+        y[e] = bv;
+        argmax[e] = (int32_t)best;
+    }
+}
+
+/* dx [P,H,W] in full from dy [P,OH,OW]: each x element lies in at most one
+ * window, so it is dy of that window where argmax points at it, else 0
+ * (0 + dy, as the CPU's zero-then-add, so -0 becomes +0). */
+template <typename I>
+static __global__ void maxpool2_bwd_kernel(const int32_t *argmax, const float *dy, I yh, I yw, I h, I w, I total,
+                                           float *dx)
+{
+    FOR_EACH(I, e, total)
+    {
+        I j = e % w, t = e / w, i = t % h, p = t / h;
+        float v = 0.0f;
+        if (i / 2 < yh && j / 2 < yw) {
+            I yi = (p * yh + i / 2) * yw + j / 2;
+            if ((long long)argmax[yi] == (long long)e) v = __fadd_rn(0.0f, dy[yi]);
+        }
+        dx[e] = v;
+    }
+}
+
+/* x [P,H,W] -> y [P,2H,2W], y[p,i,j] = x[p,i/2,j/2] */
+template <typename I>
+static __global__ void upsample2_fwd_kernel(const float *x, I h, I w, I total, float *y)
+{
+    FOR_EACH(I, e, total)
+    {
+        I j = e % (2 * w), t = e / (2 * w), i = t % (2 * h), p = t / (2 * h);
+        y[e] = x[(p * h + i / 2) * w + j / 2];
+    }
+}
+
+/* dy [P,2H,2W] -> dx [P,H,W]: (top-left + top-right) + (bottom-left + bottom-right) */
+template <typename I>
+static __global__ void upsample2_bwd_kernel(const float *dy, I h, I w, I total, float *dx)
+{
+    FOR_EACH(I, e, total)
+    {
+        I j = e % w, t = e / w, i = t % h, p = t / h;
+        const float *r0 = dy + (p * 2 * h + 2 * i) * (2 * w) + 2 * j, *r1 = r0 + 2 * w;
+        dx[e] = __fadd_rn(__fadd_rn(r0[0], r0[1]), __fadd_rn(r1[0], r1[1]));
+    }
+}
+
+void k_maxpool2_fwd(backend *b, const float *x, shape4 xs, float *y, int32_t *argmax)
+{
+    size_t oh = (size_t)(xs.h / 2), ow = (size_t)(xs.w / 2);
+    size_t total = (size_t)xs.n * (size_t)xs.c * oh * ow;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(shape4_numel(xs), maxpool2_fwd_kernel, grid_for(total), x, xs.h, xs.w, oh, ow, total, y, argmax);
+}
+
+void k_maxpool2_bwd(backend *b, const int32_t *argmax, const float *dy, shape4 ys, float *dx, shape4 xs)
+{
+    size_t total = shape4_numel(xs);
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, maxpool2_bwd_kernel, grid_for(total), argmax, dy, ys.h, ys.w, xs.h, xs.w, total, dx);
+}
+
+void k_upsample2_fwd(backend *b, const float *x, shape4 xs, float *y)
+{
+    size_t total = 4 * shape4_numel(xs);
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, upsample2_fwd_kernel, grid_for(total), x, xs.h, xs.w, total, y);
+}
+
+void k_upsample2_bwd(backend *b, const float *dy, shape4 xs, float *dx)
+{
+    size_t total = shape4_numel(xs);
+    if (skip(b, total)) return;
+    LAUNCH_IDX(4 * total, upsample2_bwd_kernel, grid_for(total), dy, xs.h, xs.w, total, dx);
+}
+
+/* ---- channel concat: y [N, CA+CC, H, W] = cat[a [N,CA,H,W], c [N,CC,H,W]] ---- */
+
+/* sa = CA*H*W, sc = CC*H*W per image; total = N*(sa+sc) */
+template <typename I>
+static __global__ void concat_fwd_kernel(const float *a, I sa, const float *c, I sc, I total, float *y)
+{
+    FOR_EACH(I, e, total)
+    {
+        I i = e / (sa + sc), o = e % (sa + sc);
+        y[e] = o < sa ? a[i * sa + o] : c[i * sc + (o - sa)];
+    }
+}
+
+/* da, dc written in full (either may be NULL) */
+template <typename I>
+static __global__ void concat_bwd_kernel(const float *dy, I sa, I sc, I total, float *da, float *dc)
+{
+    FOR_EACH(I, e, total)
+    {
+        I i = e / (sa + sc), o = e % (sa + sc);
+        if (o < sa) {
+            if (da) da[i * sa + o] = dy[e];
+        } else if (dc) {
+            dc[i * sc + (o - sa)] = dy[e];
+        }
+    }
+}
+
+void k_concat_fwd(backend *b, const float *a, int ca, const float *c, int cc, int n, int h, int w, float *y)
+{
+    if (n <= 0 || h <= 0 || w <= 0 || ca < 0 || cc < 0) return;
+    size_t hw = (size_t)h * (size_t)w, sa = (size_t)ca * hw, sc = (size_t)cc * hw, total = (size_t)n * (sa + sc);
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, concat_fwd_kernel, grid_for(total), a, sa, c, sc, total, y);
+}
+
+void k_concat_bwd(backend *b, const float *dy, int ca, int cc, int n, int h, int w, float *da, float *dc)
+{
+    if (n <= 0 || h <= 0 || w <= 0 || ca < 0 || cc < 0 || (!da && !dc)) return;
+    size_t hw = (size_t)h * (size_t)w, sa = (size_t)ca * hw, sc = (size_t)cc * hw, total = (size_t)n * (sa + sc);
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, concat_bwd_kernel, grid_for(total), dy, sa, sc, total, da, dc);
+}
+
+/* ---- quadrants: q = 0 TL, 1 TR, 2 BL, 3 BR of x [P,H,W]; y [P,H/2,W/2] ---- */
+
+/* y[p,i,j] = x[p, r0+i, c0+j] */
+template <typename I>
+static __global__ void quadrant_crop_kernel(const float *x, I h, I w, I hh, I hw, I r0, I c0, I total, float *y)
+{
+    FOR_EACH(I, e, total)
+    {
+        I j = e % hw, t = e / hw, i = t % hh, p = t / hh;
+        y[e] = x[(p * h + r0 + i) * w + c0 + j];
+    }
+}
+
+/* x[p, r0+i, c0+j] = y[p,i,j]; the rest of x is left alone */
+template <typename I>
+static __global__ void quadrant_assemble_kernel(const float *y, I h, I w, I hh, I hw, I r0, I c0, I total, float *x)
+{
+    FOR_EACH(I, e, total)
+    {
+        I j = e % hw, t = e / hw, i = t % hh, p = t / hh;
+        x[(p * h + r0 + i) * w + c0 + j] = y[e];
+    }
+}
+
+void k_quadrant_crop(backend *b, const float *x, shape4 xs, int q, float *y)
+{
+    size_t hh = (size_t)(xs.h / 2), hw = (size_t)(xs.w / 2);
+    size_t r0 = (q & 2) ? hh : 0, c0 = (q & 1) ? hw : 0;
+    size_t total = (size_t)xs.n * (size_t)xs.c * hh * hw;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(shape4_numel(xs), quadrant_crop_kernel, grid_for(total), x, xs.h, xs.w, hh, hw, r0, c0, total, y);
+}
+
+void k_quadrant_assemble(backend *b, const float *y, shape4 xs, int q, float *x)
+{
+    size_t hh = (size_t)(xs.h / 2), hw = (size_t)(xs.w / 2);
+    size_t r0 = (q & 2) ? hh : 0, c0 = (q & 1) ? hw : 0;
+    size_t total = (size_t)xs.n * (size_t)xs.c * hh * hw;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(shape4_numel(xs), quadrant_assemble_kernel, grid_for(total), y, xs.h, xs.w, hh, hw, r0, c0, total,
+               x);
+}
+
+/* ---- broadcast products ---- */
+
+/* y [N,C,H,W] = r * a, a [N,1,H,W]: y[e] = r[e] * a[n, s], n = e / (C*HW), s = e % HW */
+template <typename I>
+static __global__ void mul_spatial_fwd_kernel(const float *r, I chw, I hw, const float *a, I total, float *y)
+{
+    FOR_EACH(I, e, total) y[e] = __fmul_rn(r[e], a[(e / chw) * hw + e % hw]);
+}
+
+/* One thread per (n, s) of a [N,1,H,W]: dr[n,c,s] = dy * a[n,s]; da[n,s] =
+ * sum over c = 0.. of dy * r in float, from 0, each product rounded (the
+ * CPU's order). total = N*HW. */
+template <typename I>
+static __global__ void mul_spatial_bwd_kernel(const float *r, I c, I hw, const float *a, const float *dy, I total,
+                                              float *dr, float *da)
+{
+    FOR_EACH(I, e, total)
+    {
+        I n = e / hw, s = e % hw;
+        float av = a[e], acc = 0.0f;
+        for (I k = 0; k < c; k++) {
+            I off = (n * c + k) * hw + s;
+            float g = dy[off];
+            if (dr) dr[off] = __fmul_rn(g, av);
+            if (da) acc = __fadd_rn(acc, __fmul_rn(g, r[off]));
+        }
+        if (da) da[e] = acc;
+    }
+}
+
+/* y [N,C,H,W] = r * s, s [N,C]: y[e] = r[e] * s[e / HW] */
+template <typename I>
+static __global__ void mul_channel_fwd_kernel(const float *r, I hw, const float *s, I total, float *y)
+{
+    FOR_EACH(I, e, total) y[e] = __fmul_rn(r[e], s[e / hw]);
+}
+
+/* One block per plane p of [N*C]: dr = dy * s[p]; ds[p] = (float) sum over
+ * the plane of (double)dy * (double)r (exact products; the double sum by
+ * thread stride then the block tree). */
+static __global__ void mul_channel_bwd_kernel(const float *r, size_t hw, const float *s, const float *dy,
+                                              size_t planes, float *dr, float *ds)
+{
+    for (size_t p = blockIdx.x; p < planes; p += gridDim.x) {
+        const size_t o = p * hw;
+        float sv = s[p];
+        double acc = 0.0;
+        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) {
+            float g = dy[o + i];
+            if (dr) dr[o + i] = __fmul_rn(g, sv);
+            if (ds) acc = __dadd_rn(acc, __dmul_rn((double)g, (double)r[o + i]));
+        }
+        if (ds) {
+            double sum = block_sum(acc);
+            if (threadIdx.x == 0) ds[p] = (float)sum;
+        }
+    }
+}
+
+void k_mul_spatial_fwd(backend *b, const float *r, shape4 rs, const float *a, float *y)
+{
+    size_t total = shape4_numel(rs), hw = (size_t)rs.h * (size_t)rs.w;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, mul_spatial_fwd_kernel, grid_for(total), r, (size_t)rs.c * hw, hw, a, total, y);
+}
+
+void k_mul_spatial_bwd(backend *b, const float *r, shape4 rs, const float *a, const float *dy, float *dr, float *da)
+{
+    size_t hw = (size_t)rs.h * (size_t)rs.w, total = (size_t)rs.n * hw; /* one thread per pixel of a */
+    if (skip(b, total) || (!dr && !da)) return;
+    LAUNCH_IDX(shape4_numel(rs) > total ? shape4_numel(rs) : total, mul_spatial_bwd_kernel, grid_for(total), r,
+               (size_t)rs.c, hw, a, dy, total, dr, da);
+}
+
+void k_mul_channel_fwd(backend *b, const float *r, shape4 rs, const float *s, float *y)
+{
+    size_t total = shape4_numel(rs), hw = (size_t)rs.h * (size_t)rs.w;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, mul_channel_fwd_kernel, grid_for(total), r, hw, s, total, y);
+}
+
+void k_mul_channel_bwd(backend *b, const float *r, shape4 rs, const float *s, const float *dy, float *dr, float *ds)
+{
+    size_t planes = (size_t)rs.n * (size_t)rs.c, hw = (size_t)rs.h * (size_t)rs.w;
+    if (skip(b, planes) || (!dr && !ds)) return;
+    LAUNCH(mul_channel_bwd_kernel, grid_items(planes), r, hw, s, dy, planes, dr, ds);
+}
+
+/* ---- pooling to vectors (sums in double) ---- */
+
+/* One block per plane: y[p] = (float)(sum of x over the plane / HW) */
+static __global__ void avgpool_global_fwd_kernel(const float *x, size_t hw, size_t planes, float *y)
+{
+    for (size_t p = blockIdx.x; p < planes; p += gridDim.x) {
+        double acc = 0.0;
+        for (size_t i = threadIdx.x; i < hw; i += blockDim.x) acc = __dadd_rn(acc, (double)x[p * hw + i]);
+        double sum = block_sum(acc);
+        if (threadIdx.x == 0) y[p] = (float)__ddiv_rn(sum, (double)hw);
+    }
+}
+
+/* dx [P,H,W] = (float)(dy[p] / HW) */
+template <typename I>
+static __global__ void avgpool_global_bwd_kernel(const float *dy, I hw, I total, float *dx)
+{
+    FOR_EACH(I, e, total) dx[e] = (float)__ddiv_rn((double)dy[e / hw], (double)hw);
+}
+
+/* One block per output cell (p, bi, bj) of y [P,g,g]: the mean of the
+ * bh x bw cell of x [P,H,W], times inv = 1 / (bh*bw) in double. */
+static __global__ void avgpool_block_fwd_kernel(const float *x, size_t h, size_t w, size_t g, size_t bh, size_t bw,
+                                                double inv, size_t cells, float *y)
+{
+    for (size_t c = blockIdx.x; c < cells; c += gridDim.x) {
+        size_t p = c / (g * g), cell = c % (g * g), bi = cell / g, bj = cell % g;
+        const float *xp = x + p * h * w + (bi * bh) * w + bj * bw;
+        double acc = 0.0;
+        for (size_t t = threadIdx.x; t < bh * bw; t += blockDim.x)
+            acc = __dadd_rn(acc, (double)xp[(t / bw) * w + t % bw]);
+        double sum = block_sum(acc);
+        if (threadIdx.x == 0) y[c] = (float)__dmul_rn(sum, inv);
+    }
+}
+
+/* dx [P,H,W] = (float)(dy[p, i/bh, j/bw] * inv); pixels outside the g*bh x
+ * g*bw area (H or W not a multiple of g: outside ops.h's contract) get 0. */
+template <typename I>
+static __global__ void avgpool_block_bwd_kernel(const float *dy, I h, I w, I g, I bh, I bw, double inv, I total,
+                                                float *dx)
+{
+    FOR_EACH(I, e, total)
+    {
+        I j = e % w, t = e / w, i = t % h, p = t / h;
+        I bi = i / bh, bj = j / bw;
+        dx[e] = bi < g && bj < g ? (float)__dmul_rn((double)dy[(p * g + bi) * g + bj], inv) : 0.0f;
+    }
+}
+
+void k_avgpool_global_fwd(backend *b, const float *x, shape4 xs, float *y)
+{
+    size_t planes = (size_t)xs.n * (size_t)xs.c, hw = (size_t)xs.h * (size_t)xs.w;
+    if (skip(b, planes)) return;
+    LAUNCH(avgpool_global_fwd_kernel, grid_items(planes), x, hw, planes, y);
+}
+
+void k_avgpool_global_bwd(backend *b, const float *dy, shape4 xs, float *dx)
+{
+    size_t total = shape4_numel(xs), hw = (size_t)xs.h * (size_t)xs.w;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, avgpool_global_bwd_kernel, grid_for(total), dy, hw, total, dx);
+}
+
+void k_avgpool_block_fwd(backend *b, const float *x, shape4 xs, int g, float *y)
+{
+    if (g <= 0) return;
+    size_t bh = (size_t)(xs.h / g), bw = (size_t)(xs.w / g);
+    size_t cells = (size_t)xs.n * (size_t)xs.c * (size_t)g * (size_t)g;
+    if (skip(b, cells)) return;
+    const double inv = 1.0 / ((double)bh * (double)bw); /* as ops_misc.c (bh*bw == 0: NaN out, as the CPU) */
+    LAUNCH(avgpool_block_fwd_kernel, grid_items(cells), x, (size_t)xs.h, (size_t)xs.w, (size_t)g, bh, bw, inv, cells,
+           y);
+}
+
+void k_avgpool_block_bwd(backend *b, const float *dy, shape4 xs, int g, float *dx)
+{
+    if (g <= 0) return;
+    size_t total = shape4_numel(xs);
+    if (skip(b, total)) return;
+    int bh = xs.h / g, bw = xs.w / g;
+    if (bh <= 0 || bw <= 0) { /* no cell covers any pixel (the CPU would divide by zero) */
+        k_fill(b, dx, 0.0f, total);
+        return;
+    }
+    const double inv = 1.0 / ((double)bh * (double)bw);
+    LAUNCH_IDX(total, avgpool_block_bwd_kernel, grid_for(total), dy, xs.h, xs.w, g, bh, bw, inv, total, dx);
+}
+
+/* ---- linear helpers: y [n,out] ---- */
+
+/* y[i,o] += bias[o] */
+template <typename I>
+static __global__ void bias_add_rows_kernel(float *y, const float *bias, I out, I total)
+{
+    FOR_EACH(I, e, total) y[e] = __fadd_rn(y[e], bias[e % out]);
+}
+
+/* One thread per o: dbias[o] += (float) sum over i = 0.. of dy[i,o] in double
+ * (linear_bwd's order). */
+static __global__ void bias_grad_rows_kernel(const float *dy, size_t n, size_t out, float *dbias)
+{
+    FOR_EACH(size_t, o, out)
+    {
+        double s = 0.0;
+        for (size_t i = 0; i < n; i++) s = __dadd_rn(s, (double)dy[i * out + o]);
+        dbias[o] = __fadd_rn(dbias[o], (float)s);
+    }
+}
+
+void k_bias_add_rows(backend *b, float *y, const float *bias, int n, int out)
+{
+    if (n <= 0 || out <= 0) return;
+    size_t total = (size_t)n * (size_t)out;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, bias_add_rows_kernel, grid_for(total), y, bias, out, total);
+}
+
+void k_bias_grad_rows(backend *b, const float *dy, int n, int out, float *dbias)
+{
+    if (n <= 0 || out <= 0 || !dbias || skip(b, (size_t)out)) return; /* n <= 0: untouched, as linear_bwd */
+    LAUNCH(bias_grad_rows_kernel, grid_for((size_t)out), dy, (size_t)n, (size_t)out, dbias);
+}
+
+/* ---- losses ---- */
+
+/* One block. softmax_ce of ops_misc.c: labels checked first (any outside
+ * [0,k), or n <= 0 or k <= 0: *loss = NaN and dlogits untouched); then one
+ * thread per row, in double: lse = m + log(sum exp(z - m)), row loss
+ * lse - z[label], dlogits = (float)(f * (exp(z - lse) - onehot)) with
+ * f = scale / n. The row losses are added by thread 0 in row order (the
+ * CPU's order exactly), *loss = (float)(total / n). */
+static __global__ void softmax_ce_kernel(const float *logits, int n, int k, const int32_t *labels, double f,
+                                         float *dlogits, float *loss)
+{
+    __shared__ double row[THREADS];
+    const int t = (int)threadIdx.x;
+    if (n <= 0 || k <= 0) {
+        if (t == 0) *loss = qnan();
+        return;
+    }
+    int bad = 0;
+    for (int i = t; i < n; i += THREADS)
+        if (labels[i] < 0 || labels[i] >= k) bad = 1;
+    if (__syncthreads_or(bad)) {
+        if (t == 0) *loss = qnan();
+        return;
+    }
+    double total = 0.0;
+    for (int base = 0; base < n; base += THREADS) {
+        int i = base + t;
+        if (i < n) {
+            const float *z = logits + (size_t)i * (size_t)k;
+            const int lab = labels[i];
+            double m = z[0];
+            for (int j = 1; j < k; j++)
+                if (z[j] > m) m = z[j];
+            double se = 0.0;
+            for (int j = 0; j < k; j++) se = __dadd_rn(se, exp(__dsub_rn((double)z[j], m)));
+            double lse = __dadd_rn(m, log(se));
+            row[t] = __dsub_rn(lse, (double)z[lab]);
+            if (dlogits) {
+                float *d = dlogits + (size_t)i * (size_t)k;
+                for (int j = 0; j < k; j++) {
+                    double p = exp(__dsub_rn((double)z[j], lse));
+                    d[j] = (float)__dmul_rn(f, __dsub_rn(p, j == lab ? 1.0 : 0.0));
+                }
+            }
+        }
+        __syncthreads();
+        if (t == 0) {
+            int rows = n - base < THREADS ? n - base : THREADS;
+            for (int r = 0; r < rows; r++) total = __dadd_rn(total, row[r]);
+        }
+        __syncthreads();
+    }
+    if (t == 0) *loss = (float)__ddiv_rn(total, (double)n);
+}
+
+void k_softmax_ce(backend *b, const float *logits, int n, int k, const int32_t *labels, float scale, float *dlogits,
+                  float *loss)
+{
+    if (CX(b)->failed) return;
+    /* n <= 0 still launches: the kernel writes NaN to *loss, as the CPU returns it */
+    const double f = n > 0 ? (double)scale / (double)n : 0.0;
+    LAUNCH(softmax_ce_kernel, 1, logits, n, k, labels, f, dlogits, loss);
+}
+
+/* mse, pass 1 (fixed grid of nb blocks): each thread sums (a - t)^2 in
+ * double over its grid-stride elements, the block tree gives part[block];
+ * da[i] = (float)(f * d) with f = 2 * scale / n. */
+static __global__ void mse_partial_kernel(const float *a, const float *target, size_t n, double f, float *da,
+                                          double *part)
+{
+    double acc = 0.0;
+    FOR_EACH(size_t, i, n)
+    {
+        double d = __dsub_rn((double)a[i], (double)target[i]);
+        acc = __dadd_rn(acc, __dmul_rn(d, d));
+        if (da) da[i] = (float)__dmul_rn(f, d);
+    }
+    double sum = block_sum(acc);
+    if (threadIdx.x == 0) part[blockIdx.x] = sum;
+}
+
+/* mse, pass 2 (one block): the nb partials by thread stride then the tree;
+ * *loss = (float)(sum / n), NaN for n == 0 (as the CPU). */
+static __global__ void mse_final_kernel(const double *part, unsigned nb, size_t n, float *loss)
+{
+    double acc = 0.0;
+    for (unsigned i = threadIdx.x; i < nb; i += blockDim.x) acc = __dadd_rn(acc, part[i]);
+    double sum = block_sum(acc);
+    if (threadIdx.x == 0) *loss = n ? (float)__ddiv_rn(sum, (double)n) : qnan();
+}
+
+void k_mse(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss)
+{
+    if (CX(b)->failed) return;
+    cudaStream_t st = CX(b)->stream;
+    if (n == 0) { /* mean of nothing: NaN, nothing else written */
+        LAUNCH(mse_final_kernel, 1, (const double *)NULL, 0u, (size_t)0, loss);
+        return;
+    }
+    /* The grid depends on n alone, so the summation order (and the result)
+     * is the same on every run and every device. */
+    size_t nb = (n + THREADS - 1) / THREADS;
+    if (nb > MSE_BLOCKS) nb = MSE_BLOCKS;
+    const double f = 2.0 * (double)scale / (double)n; /* as ops_misc.c */
+    double *part = NULL;
+    /* stream-ordered scratch: freed after the kernels that use it */
+    if (cu_check(b, cudaMallocAsync((void **)&part, nb * sizeof(double), st), "k_mse: cudaMallocAsync")) return;
+    LAUNCH(mse_partial_kernel, (unsigned)nb, a, target, n, f, da, part);
+    LAUNCH(mse_final_kernel, 1, (const double *)part, (unsigned)nb, n, loss);
+    cu_check(b, cudaFreeAsync(part, st), "k_mse: cudaFreeAsync");
+}
+
+/* ---- AdamW: optim.c's adamw_range on elements whose mask byte is set ---- */
+
+/* Per element, in float, each operation rounded (no FMA), in optim.c's order:
+ * w *= decay; m = m*b1 + g*a1; v = v*b2 + (g*g)*a2;
+ * denom = sqrt(v)/bc2_sqrt + eps; w -= step_size * (m / denom). */
+static __global__ void adamw_kernel(float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
+                                    float decay, float b1, float b2, float a1, float a2, float step_size,
+                                    float bc2_sqrt, float eps)
+{
+    FOR_EACH(size_t, i, total)
+    {
+        if (!mask[i]) continue; /* the CPU backend's test: any nonzero byte is trainable */
+        const float g = grad[i];
+        float wi = __fmul_rn(w[i], decay);
+        float mi = __fadd_rn(__fmul_rn(m[i], b1), __fmul_rn(g, a1));
+        float vi = __fadd_rn(__fmul_rn(v[i], b2), __fmul_rn(__fmul_rn(g, g), a2));
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
+        wi = __fsub_rn(wi, __fmul_rn(step_size, __fdiv_rn(mi, denom)));
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = wi;
+    }
+}
+
+void k_adamw(backend *b, float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
+             long step, double lr, double beta1, double beta2, double eps, double weight_decay)
+{
+    if (skip(b, total)) return;
+    /* adamw_coefs (optim.c), computed here on the host the same way; the
+     * volatile keeps the host compiler from fusing lr*wd into 1 - lr*wd. */
+    volatile double lr_wd = lr * weight_decay;
+    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    const float decay = (float)(1.0 - lr_wd);
+    const float b1 = (float)beta1, b2 = (float)beta2;
+    const float a1 = (float)(1.0 - beta1), a2 = (float)(1.0 - beta2);
+    const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), epsf = (float)eps;
+    LAUNCH(adamw_kernel, grid_for(total), w, grad, m, v, mask, total, decay, b1, b2, a1, a2, step_size, bc2_sqrt,
+           epsf);
+}
+
+/* ---- BF16 and BN folding ---- */
+
+/* float -> bf16 bits, round to nearest even; NaN stays NaN (quiet, sign kept) */
+static __device__ __forceinline__ uint16_t f2bf(float f)
+{
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); /* Inf and overflow to Inf come out right */
+}
+static __device__ __forceinline__ float bf2f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+/* y[i] = bf16(x[i]) */
+static __global__ void to_bf16_kernel(const float *x, size_t n, uint16_t *y)
+{
+    FOR_EACH(size_t, i, n) y[i] = f2bf(x[i]);
+}
+/* y[i] = float(x[i]) (exact) */
+static __global__ void from_bf16_kernel(const uint16_t *x, size_t n, float *y)
+{
+    FOR_EACH(size_t, i, n) y[i] = bf2f(x[i]);
+}
+/* y[i] += float(x[i]) */
+static __global__ void acc_bf16_kernel(float *y, const uint16_t *x, size_t n)
+{
+    FOR_EACH(size_t, i, n) y[i] = __fadd_rn(y[i], bf2f(x[i]));
+}
+
+/* w [OC, per_oc] -> wf = w * scale[o], bf[o] = shift[o], with
+ * batchnorm_fwd_eval's scale and shift (ops_conv.c, in double):
+ * invstd = 1 / sqrt(var + eps), scale = (float)(g * invstd),
+ * shift = (float)(beta - mean * g * invstd); gamma, beta NULL: 1, 0. */
+static __device__ __forceinline__ double bn_invstd(const float *var, float eps, size_t o)
+{
+    return __ddiv_rn(1.0, __dsqrt_rn(__dadd_rn((double)var[o], (double)eps)));
+}
+static __global__ void fold_bn_kernel(const float *w, size_t oc, size_t per_oc, const float *gamma,
+                                      const float *beta, const float *mean, const float *var, float eps, float *wf,
+                                      float *bf)
+{
+    FOR_EACH(size_t, e, oc * per_oc)
+    {
+        size_t o = e / per_oc;
+        double g = gamma ? (double)gamma[o] : 1.0;
+        float scale = (float)__dmul_rn(g, bn_invstd(var, eps, o));
+        wf[e] = __fmul_rn(w[e], scale);
+    }
+    if (bf) {
+        FOR_EACH(size_t, o, oc)
+        {
+            double g = gamma ? (double)gamma[o] : 1.0, bt = beta ? (double)beta[o] : 0.0;
+            bf[o] = (float)__dsub_rn(bt, __dmul_rn(__dmul_rn((double)mean[o], g), bn_invstd(var, eps, o)));
+        }
+    }
+}
+
+void k_to_bf16(backend *b, const float *x, size_t n, uint16_t *y)
+{
+    if (skip(b, n)) return;
+    LAUNCH(to_bf16_kernel, grid_for(n), x, n, y);
+}
+
+void k_from_bf16(backend *b, const uint16_t *x, size_t n, float *y)
+{
+    if (skip(b, n)) return;
+    LAUNCH(from_bf16_kernel, grid_for(n), x, n, y);
+}
+
+void k_acc_bf16(backend *b, float *y, const uint16_t *x, size_t n)
+{
+    if (skip(b, n)) return;
+    LAUNCH(acc_bf16_kernel, grid_for(n), y, x, n);
+}
+
+void k_fold_bn(backend *b, const float *w, int oc, size_t per_oc, const float *gamma, const float *beta,
+               const float *mean, const float *var, float eps, float *wf, float *bf)
+{
+    if (oc <= 0 || skip(b, (size_t)oc)) return;
+    size_t total = (size_t)oc * per_oc;
+    LAUNCH(fold_bn_kernel, grid_for(total > (size_t)oc ? total : (size_t)oc), w, (size_t)oc, per_oc, gamma, beta,
+           mean, var, eps, wf, bf);
+}

@@ -1,0 +1,27 @@
+#!/bin/sh
+# tests/gpu/bundle.sh: prepares gpu_bundle/ (git-ignored) for a device run.
+# The GPU machine has nvcc, cuDNN and PyTorch but not the Debian libraries
+# the tools link (OpenBLAS, GSL, SQLite, libpng, cmocka...) and cannot fetch
+# them, so the binaries are built HERE (Debian 12, glibc 2.36: they run on a
+# newer glibc) and travel with those libraries:
+#   gpu_bundle/bin   ferbench, libfbcuda.so, test_backend, net_parity
+#   gpu_bundle/lib   every shared library they need that is not glibc's,
+#                    CUDA's or cuDNN's (those are found on the device)
+# Then, with the `device` tool:
+#   run(command="sh tests/gpu/run.sh", carry=["gpu_bundle"], timeout_s=560)
+set -eu
+cd "$(dirname "$0")/../.."
+make --no-print-directory cuda all build/tests/test_backend build/tests/net_parity >/dev/null
+rm -rf gpu_bundle
+mkdir -p gpu_bundle/bin gpu_bundle/lib
+cp bin/ferbench bin/libfbcuda.so build/tests/test_backend build/tests/net_parity gpu_bundle/bin/
+# The non-system libraries of the four binaries. Left behind: glibc and the
+# loader; libstdc++, libgcc_s and zlib (the device's are newer, and cuDNN
+# needs its own libstdc++); CUDA's, cuDNN's and cuBLAS's (found there).
+for f in gpu_bundle/bin/*; do ldd "$f"; done | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u |
+    grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libstdc\+\+|libgcc_s|libz|libcudnn[^/]*|libcublas[^/]*|libcublasLt|libcudart)\.so' |
+    while read -r lib; do cp -L "$lib" gpu_bundle/lib/; done
+git rev-parse HEAD >gpu_bundle/COMMIT
+git status --porcelain >>gpu_bundle/COMMIT
+du -sh gpu_bundle
+ls gpu_bundle/lib

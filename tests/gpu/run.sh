@@ -1,0 +1,199 @@
+#!/bin/sh
+# tests/gpu/run.sh: every GPU check of the CUDA backend and the GPU
+# benchmark, in one run on a GPU machine, with a summary in $OUT.
+#
+#   here:    sh tests/gpu/bundle.sh          (binaries + their libraries)
+#   device:  sh tests/gpu/run.sh             (carry gpu_bundle; ~6 min on an H100)
+#
+# Without gpu_bundle/ it builds with make (needs the Debian packages of
+# `make deps` and cudnn.h; CUDNN_HOME may point at a cuDNN).
+# Steps (each bounded by `timeout`, results appended as they come, so a run
+# cut short still returns what it measured):
+#   1. the machine: GPU, driver, cuDNN and PyTorch found
+#   2. tests/test_backend.c: every op, forward and backward, CUDA vs CPU, at
+#      fp32 (NMSE <= 1e-10), tf32 (1e-5), bf16 (1e-3), and fp32 deterministic
+#   3. tests/net_parity.c: whole model (eval, training forward/backward,
+#      10 AdamW steps) CUDA vs CPU: fopm-tiny and fopm in fp32, with
+#      --deterministic bit-identical reruns; fopm-tiny in tf32 and bf16
+#   4. ferbench bench --device cuda, fopm, batches 16/64/256, infer and
+#      train, fp32/tf32/bf16; the same with PyTorch eager (and
+#      torch.compile at batch 16) on the same GPU (bench/perf/gpu_peer.py)
+#   5. the issue's targets: fopm inference at batch 16 <= 1.0 ms/image,
+#      >= 2x PyTorch eager, peak <= 2.1 GB; training step >= 1.5x eager
+# Files in $OUT: summary.txt (the verdicts), tests.txt (the TAP output),
+# bench.txt (every benchmark line).
+# DRYRUN=1 checks this script's plumbing on a machine without a GPU: the
+# CPU backend stands in for CUDA, fopm-tiny for fopm, small batches, and the
+# CPU PyTorch peer (engine_peer.py) for the GPU one; its verdicts mean
+# nothing else.
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/ferbench-gpu}
+mkdir -p "$OUT"
+SUM=$OUT/summary.txt TESTS=$OUT/tests.txt BENCH=$OUT/bench.txt
+: >"$SUM"; : >"$TESTS"; : >"$BENCH"
+say() { echo "$*" | tee -a "$SUM"; }
+T0=$(date +%s)
+elapsed() { echo $(($(date +%s) - T0)); }
+
+# ---- 1. the machine ------------------------------------------------------------
+say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(cat gpu_bundle/COMMIT 2>/dev/null | head -n 1 || git rev-parse HEAD 2>/dev/null)"
+say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)"
+PY=${PY:-python3}
+say "python: $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -n 1)"
+# cuDNN and cuBLAS: the CUDA folder, else PyTorch's wheels (nvidia.cudnn, nvidia.cublas).
+libdirs=$($PY - <<'PY' 2>/dev/null
+import importlib, os
+for m in ("nvidia.cudnn", "nvidia.cublas", "nvidia.cu13", "nvidia.cuda_runtime"):
+    try:
+        for p in importlib.import_module(m).__path__:
+            for sub in ("lib", "lib64"):
+                d = os.path.join(p, sub)
+                if os.path.isdir(d):
+                    print(d)
+    except Exception:
+        pass
+PY
+)
+LIBS=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $libdirs; do
+    [ -d "$d" ] && LIBS="$LIBS:$d"
+done
+if [ -d gpu_bundle/bin ]; then
+    BIN=gpu_bundle/bin TB=gpu_bundle/bin
+    export LD_LIBRARY_PATH="$PWD/gpu_bundle/lib$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    say "binaries: gpu_bundle ($(sed -n 1p gpu_bundle/COMMIT 2>/dev/null))"
+else
+    say "binaries: building with make"
+    if ! make --no-print-directory cuda all build/tests/test_backend build/tests/net_parity >"$OUT/build.txt" 2>&1; then
+        say "FAIL build (see build.txt); no gpu_bundle/ was carried either (tests/gpu/bundle.sh makes one)"
+        tail -n 20 "$OUT/build.txt"
+        exit 1
+    fi
+    BIN=bin TB=build/tests
+    export LD_LIBRARY_PATH="${LIBS#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+export FERBENCH_CUDA_LIB="$PWD/$BIN/libfbcuda.so"
+missing=$(ldd "$FERBENCH_CUDA_LIB" 2>&1 | grep "not found")
+[ -n "$missing" ] && say "FAIL libfbcuda.so cannot load: $missing"
+say "cudnn: $(ldd "$FERBENCH_CUDA_LIB" | awk '/libcudnn.so/ { print $3 }')"
+
+fails=0
+# check NAME SECONDS CMD...: runs a TAP program, keeps its output, one verdict line.
+check() {
+    name=$1 secs=$2
+    shift 2
+    echo "### $name: $*" >>"$TESTS"
+    t=$(date +%s)
+    timeout "$secs" "$@" >>"$TESTS" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        say "PASS $name ($(($(date +%s) - t)) s)"
+    else
+        fails=$((fails + 1))
+        say "FAIL $name (exit $rc$([ $rc -eq 124 ] && echo ", timed out after $secs s"); see tests.txt)"
+    fi
+}
+
+# ---- 2. every op against the CPU ----------------------------------------------------
+DEV=cuda BIG=fopm BATCHES=16,64,256
+[ "${DRYRUN:-0}" = 1 ] && DEV=cpu BIG=fopm-tiny BATCHES=2,4 && say "DRYRUN: the CPU stands in for the GPU"
+export CMOCKA_MESSAGE_OUTPUT=TAP FB_TEST_DEVICE=$DEV
+for p in fp32 tf32 bf16; do
+    [ "$DEV" = cpu ] && [ $p != fp32 ] && break
+    FB_TEST_PRECISION=$p check "ops $p" 120 "$TB/test_backend"
+done
+FB_TEST_PRECISION=fp32 FB_TEST_DETERMINISTIC=1 check "ops fp32 deterministic" 120 "$TB/test_backend"
+
+# ---- 3. the whole model against the CPU ---------------------------------------------
+FB_TEST_PRECISION=fp32 check "model fopm-tiny fp32 (batch 4, 10 steps, deterministic reruns)" 150 \
+    "$TB/net_parity" --config fopm-tiny --batch 4 --steps 10 --deterministic
+FB_TEST_PRECISION=fp32 check "model $BIG fp32 (batch 2, 10 steps, deterministic reruns)" 240 \
+    "$TB/net_parity" --config $BIG --batch 2 --steps 10 --deterministic
+for p in tf32 bf16; do
+    [ "$DEV" = cpu ] && break
+    FB_TEST_PRECISION=$p check "model fopm-tiny $p (batch 4, 10 steps)" 120 "$TB/net_parity" --config fopm-tiny --batch 4 --steps 10
+done
+unset FB_TEST_DEVICE FB_TEST_PRECISION
+say "tests done at $(elapsed) s: $fails failed"
+
+# ---- 4. benchmark: ours and PyTorch on the same GPU ---------------------------------
+bench() { # bench LABEL SECONDS CMD...: the tool's "bench ..." lines into bench.txt
+    label=$1 secs=$2
+    shift 2
+    timeout "$secs" "$@" >"$OUT/b.$$" 2>"$OUT/e.$$"
+    rc=$?
+    grep '^bench \|^# ' "$OUT/b.$$" >>"$BENCH"
+    [ $rc -eq 0 ] || say "bench $label: exit $rc: $(tail -n 2 "$OUT/e.$$" | tr '\n' ' ')"
+    rm -f "$OUT/b.$$" "$OUT/e.$$"
+}
+if [ "$DEV" = cpu ]; then # DRYRUN: CPU lines relabelled as the GPU ones
+    for p in fp32 tf32 bf16; do
+        "$BIN/ferbench" bench --device cpu --config $BIG --batch $BATCHES --iters 2 --warmup 0 |
+            sed "s/device=cpu /device=cuda /; s/precision=fp32/precision=$p/" >>"$BENCH"
+        for n in $(echo $BATCHES | tr ',' ' '); do
+            for m in infer train; do
+                /usr/bin/python3 bench/perf/engine_peer.py --config $BIG --batch $n --mode $m --iters 2 --warmup 0 \
+                    --threads 2 | sed "s/device=cpu-pytorch /device=cuda-pytorch precision=$p /" >>"$BENCH"
+            done
+        done
+    done
+else
+    for p in fp32 tf32 bf16; do
+        bench "ours $p" 150 "$BIN/ferbench" bench --device cuda --precision "$p" --config fopm --batch $BATCHES \
+            --mode both --iters 10 --warmup 2
+        bench "pytorch $p" 150 env PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch $BATCHES \
+            --mode both --precision "$p" --iters 10 --warmup 3
+    done
+    bench "pytorch compile tf32" 150 env PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch 16 \
+        --mode both --precision tf32 --iters 10 --warmup 3 --compile
+fi
+say "benchmarks done at $(elapsed) s"
+
+# ---- 5. the table and the targets ---------------------------------------------------
+# field LINE KEY; ms DEVICE PREC MODE BATCH -> ms/image (empty if absent)
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+pick() { grep "^bench device=$1 .*precision=$2 .*mode=$3 batch=$4 " "$BENCH" | head -n 1; }
+say ""
+say "ms/image (images/s) and peak MiB; ratio = PyTorch eager ms / ours ms"
+say "precision mode  batch | ours                      | pytorch eager             | ratio"
+for p in fp32 tf32 bf16; do
+    for m in infer train; do
+        for n in $(echo $BATCHES | tr ',' ' '); do
+            o=$(pick cuda "$p" "$m" "$n") t=$(pick cuda-pytorch "$p" "$m" "$n")
+            om=$(field "$o" ms_per_image) tm=$(field "$t" ms_per_image)
+            ratio=$([ -n "$om" ] && [ -n "$tm" ] && awk -v a="$tm" -v b="$om" 'BEGIN { printf "%.2fx", a / b }')
+            say "$(printf '%-9s %-5s %5s | %8s (%7s) %6s | %8s (%7s) %6s | %s' "$p" "$m" "$n" \
+                "${om:--}" "$(field "$o" images_per_s)" "$(field "$o" peak_bytes | awk '{ if ($1) printf "%.0f", $1 / 1048576 }')" \
+                "${tm:--}" "$(field "$t" images_per_s)" "$(field "$t" peak_bytes | awk '{ if ($1) printf "%.0f", $1 / 1048576 }')" \
+                "${ratio:--}")"
+        done
+    done
+done
+c=$(grep '^bench device=cuda-pytorch-compile' "$BENCH")
+[ -n "$c" ] && say "torch.compile (tf32): $(echo "$c" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
+
+# target TEXT CONDITION: CONDITION is an awk expression of numbers.
+target() {
+    desc=$1 cond=$2
+    if awk "BEGIN { exit !($cond) }" 2>/dev/null; then
+        say "PASS target: $desc"
+    else
+        fails=$((fails + 1))
+        say "FAIL target: $desc"
+    fi
+}
+say ""
+N0=${BATCHES%%,*} # 16 (the issue's batch)
+for p in fp32 tf32; do
+    o=$(pick cuda $p infer $N0) t=$(pick cuda-pytorch $p infer $N0)
+    om=$(field "$o" ms_per_image) tm=$(field "$t" ms_per_image) pk=$(field "$o" peak_bytes)
+    ot=$(field "$(pick cuda $p train $N0)" ms_per_image) tt=$(field "$(pick cuda-pytorch $p train $N0)" ms_per_image)
+    [ -n "$om" ] && target "$p fopm inference batch 16: ${om} ms/image <= 1.0" "$om <= 1.0"
+    [ -n "$om" ] && [ -n "$tm" ] && target "$p fopm inference batch 16: $(awk -v a="$tm" -v b="$om" 'BEGIN { printf "%.2f", a / b }')x PyTorch eager >= 2" "$tm / $om >= 2"
+    [ -n "$pk" ] && target "$p fopm inference batch 16: peak $(awk -v b="$pk" 'BEGIN { printf "%.2f", b / 1e9 }') GB <= 2.1" "$pk <= 2.1e9"
+    [ -n "$ot" ] && [ -n "$tt" ] && target "$p fopm training step batch 16: $(awk -v a="$tt" -v b="$ot" 'BEGIN { printf "%.2f", a / b }')x PyTorch eager >= 1.5" "$tt / $ot >= 1.5"
+done
+say ""
+say "== $fails failed; $(elapsed) s in all"
+exit $([ "$fails" -eq 0 ] && echo 0 || echo 1)
