@@ -15,8 +15,10 @@
 
 
 /* Median seconds of one inference (train=0) or training step (train=1) at
- * batch n on be, and the peak memory: device memory on a GPU (everything the
- * backend allocated), the process's peak RSS on the CPU. A timed step ends
+ * batch n on be, and the peak memory: on a GPU, the most the backend had
+ * allocated during this measurement (weights, activations, gradients,
+ * optimizer state, workspaces; as PyTorch's max_memory_allocated), on the
+ * CPU the process's peak RSS so far. A timed step ends
  * when its results are back on the host (logits; the losses for training),
  * so a device's asynchronous work is inside the time. */
 static int time_mode(model_params *p, backend *be, int n, int train, int warmup, int iters, double *median,
@@ -27,6 +29,7 @@ static int time_mode(model_params *p, backend *be, int n, int train, int warmup,
     float *x = malloc(nx * sizeof *x), *ot = malloc(no * sizeof *ot), *ht = malloc(nh * sizeof *ht);
     int *lab = malloc((size_t)n * sizeof *lab);
     double *ts = malloc((size_t)iters * sizeof *ts);
+    be->reset_peak(be);
     net *t = net_create_on(p, be);
     int rc = -1;
     if (!x || !ot || !ht || !lab || !ts || !t) {

@@ -57,6 +57,7 @@ struct backend {
     const char *(*error)(backend *b);                                           /* NULL when fine */
     size_t (*bytes_in_use)(backend *b); /* workspaces and caches the backend keeps itself */
     size_t (*peak_bytes)(backend *b);   /* device: peak of everything allocated; CPU: 0 */
+    void (*reset_peak)(backend *b);     /* the peak restarts from what is allocated now */
     void (*destroy)(backend *b);
 
     /* ---- elementwise helpers of the tape ---- */

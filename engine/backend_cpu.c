@@ -29,6 +29,7 @@ static void cpu_sync(backend *b) { (void)b; }
 static const char *cpu_error(backend *b) { return ((cpu_ctx *)b->ctx)->failed ? "out of memory" : NULL; }
 static size_t cpu_bytes(backend *b) { (void)b; return ops_workspace_bytes(); }
 static size_t cpu_peak(backend *b) { (void)b; return 0; }
+static void cpu_reset_peak(backend *b) { (void)b; }
 static void cpu_destroy(backend *b)
 {
     if (!b) return;
@@ -210,6 +211,7 @@ backend *backend_cpu_create(const backend_options *opt)
     b->ctx = cx;
     b->alloc = cpu_alloc, b->release = cpu_release, b->upload = cpu_upload, b->download = cpu_download;
     b->sync = cpu_sync, b->error = cpu_error, b->bytes_in_use = cpu_bytes, b->peak_bytes = cpu_peak;
+    b->reset_peak = cpu_reset_peak;
     b->destroy = cpu_destroy;
     b->fill = cpu_fill, b->copy = cpu_copy, b->acc = cpu_acc, b->add = cpu_add, b->axpb = cpu_axpb;
     b->conv2d_fwd = cpu_conv_fwd, b->conv2d_bwd = cpu_conv_bwd, b->conv2d_bn_eval = cpu_conv_bn_eval;
@@ -300,10 +302,10 @@ backend *backend_open(const char *device, const backend_options *opt, char *err,
             dlclose(h);
             return NULL;
         }
-        backend *b = create(&o, err, errlen);
-        if (!b) dlclose(h);
-        /* otherwise the library stays loaded for the life of the process: the table points into it */
-        return b;
+        /* The library stays loaded for the life of the process, also when
+         * create fails: the table points into it, and unloading it would
+         * unload the C++ runtime it brought in, with its allocations. */
+        return create(&o, err, errlen);
     }
     snprintf(err, errlen, "unknown device '%s' (expected cpu, cuda or cuda:N)", device);
     return NULL;

@@ -30,11 +30,14 @@ typedef struct {
     size_t cap, numel; /* floats */
     shape4 s;
     int has_grad; /* backward: grad holds this step's value */
+    int born;     /* the number of nodes when it was made (eval plans) */
+    int borrowed; /* data belongs to an eval plan's buffer, not to the slot */
 } slot;
 
 typedef enum {
     OP_CONV, OP_BN, OP_RELU, OP_SIGMOID, OP_ONEMINUS, OP_MAXPOOL, OP_UPSAMPLE, OP_CONCAT, OP_AVGBLOCK,
-    OP_AVGGLOBAL, OP_LINEAR, OP_QCROP, OP_QASM, OP_MULSP, OP_MULCH, OP_ADD
+    OP_AVGGLOBAL, OP_LINEAR, OP_QCROP, OP_QASM, OP_MULSP, OP_MULCH, OP_ADD,
+    OP_CONVBN_EVAL /* eval only: recorded for the memory plan, never walked backward */
 } op_kind;
 
 typedef struct {
@@ -51,6 +54,11 @@ typedef struct {
     size_t cap;
     int fresh; /* holds this forward's values */
 } mirror;
+
+typedef struct {
+    float *data;
+    size_t cap;
+} buffer;
 
 struct net {
     model_params *p;
@@ -69,7 +77,14 @@ struct net {
     float *tgt, *lossbuf; /* loss targets (occ, heat, labels) and the three loss values */
     size_t tgt_cap;
     mirror out[3];        /* logits, occ, heat */
+    /* Eval memory plan (see make_plan): at batch plan_n, slot i of an eval
+     * forward lives in bufs[plan[i]]. */
+    int *plan, plan_len, plan_n;
+    buffer *bufs;
+    int nbufs;
     int n, train, have_loss, fail;
+    int dry;     /* recording the tape without running it (slots get no memory) */
+    int no_plan; /* net_eval_plan(t, 0): every eval slot in memory of its own */
     int logits, occ, heat; /* output slots */
     char err[256];
 };
@@ -113,6 +128,26 @@ static int slot_new(net *t, shape4 s)
     int i = t->nused++;
     slot *sl = &t->slots[i];
     size_t numel = shape4_numel(s);
+    sl->born = t->nnodes;
+    if (t->dry) {
+        sl->s = s;
+        sl->numel = numel;
+        return i;
+    }
+    if (!t->train && t->plan && t->n == t->plan_n && i < t->plan_len && t->bufs[t->plan[i]].cap >= numel) {
+        if (!sl->borrowed) { /* the slot's own buffers go: the plan's replace them */
+            t->be->release(t->be, sl->data);
+            t->be->release(t->be, sl->grad);
+            sl->grad = NULL;
+        }
+        sl->data = t->bufs[t->plan[i]].data;
+        sl->cap = t->bufs[t->plan[i]].cap;
+        sl->borrowed = 1;
+        sl->s = s;
+        sl->numel = numel;
+        return i;
+    }
+    if (sl->borrowed) sl->data = NULL, sl->cap = 0, sl->borrowed = 0;
     if (sl->cap < numel || !sl->data) {
         t->be->release(t->be, sl->grad);
         sl->grad = NULL;
@@ -156,6 +191,13 @@ static const param_entry *param(net *t, const char *fmt, ...)
 
 static float *P(net *t, const param_entry *e) { return e ? t->w + e->offset : NULL; }
 
+/* A backend op of the forward pass; skipped in a dry run (which only records
+ * the tape and the shapes, for the eval memory plan). */
+#define RUN(op, ...)                                     \
+    do {                                                 \
+        if (!t->dry) t->be->op(t->be, __VA_ARGS__);      \
+    } while (0)
+
 /* ---- forward ops: each returns its output slot (or -1 once failed) ------- */
 
 static int conv(net *t, const char *pre, int has_bias, int x, int stride)
@@ -167,7 +209,7 @@ static int conv(net *t, const char *pre, int has_bias, int x, int stride)
     if (w->shape[1] != xs.c) { fail(t, "%s.weight: %d input channels, tensor has %d", pre, w->shape[1], xs.c); return -1; }
     int y = slot_new(t, conv2d_out_shape(xs, oc, k, stride));
     if (y < 0) return -1;
-    t->be->conv2d_fwd(t->be, D(t, x), xs, P(t, w), P(t, b), oc, k, stride, D(t, y));
+    RUN(conv2d_fwd, D(t, x), xs, P(t, w), P(t, b), oc, k, stride, D(t, y));
     node *nd = node_add(t, OP_CONV, x, -1, y);
     if (nd) nd->w = w, nd->bias = b, nd->stride = stride;
     return y;
@@ -185,9 +227,9 @@ static int bn(net *t, const char *pre, int x, int relu)
     int y = slot_new(t, s);
     int aux = slot_new(t, (shape4){1, 2 * s.c, 1, 1});
     if (aux < 0) return -1;
-    t->be->bn_fwd_train(t->be, D(t, x), s, P(t, g), P(t, b), P(t, m), P(t, v), BN_MOMENTUM, BN_EPS, D(t, y),
+    RUN(bn_fwd_train, D(t, x), s, P(t, g), P(t, b), P(t, m), P(t, v), BN_MOMENTUM, BN_EPS, D(t, y),
                         D(t, aux), D(t, aux) + s.c);
-    if (relu) t->be->relu_fwd(t->be, D(t, y), shape4_numel(s), D(t, y));
+    if (relu) RUN(relu_fwd, D(t, y), shape4_numel(s), D(t, y));
     node *nd = node_add(t, OP_BN, x, -1, y);
     if (nd) nd->w = g, nd->bias = b, nd->aux = aux, nd->relu = relu;
     return y;
@@ -208,8 +250,9 @@ static int conv_bn(net *t, const char *cpre, const char *bpre, int x, int stride
     if (g->shape[0] != oc) { fail(t, "%s.weight: %d channels, tensor has %d", bpre, g->shape[0], oc); return -1; }
     int y = slot_new(t, conv2d_out_shape(xs, oc, k, stride));
     if (y < 0) return -1;
-    t->be->conv2d_bn_eval(t->be, D(t, x), xs, P(t, w), oc, k, stride, P(t, g), P(t, b), P(t, m), P(t, v), BN_EPS,
+    RUN(conv2d_bn_eval, D(t, x), xs, P(t, w), oc, k, stride, P(t, g), P(t, b), P(t, m), P(t, v), BN_EPS,
                           relu, D(t, y));
+    node_add(t, OP_CONVBN_EVAL, x, -1, y);
     return y;
 }
 
@@ -230,9 +273,9 @@ static int unary(net *t, op_kind k, int x)
     size_t n = t->slots[x].numel;
     const float *a = D(t, x);
     float *o = D(t, y);
-    if (k == OP_RELU) t->be->relu_fwd(t->be, a, n, o);
-    else if (k == OP_SIGMOID) t->be->sigmoid_fwd(t->be, a, n, o);
-    else t->be->axpb(t->be, o, a, -1.0f, 1.0f, n); /* OP_ONEMINUS */
+    if (k == OP_RELU) RUN(relu_fwd, a, n, o);
+    else if (k == OP_SIGMOID) RUN(sigmoid_fwd, a, n, o);
+    else RUN(axpb, o, a, -1.0f, 1.0f, n); /* OP_ONEMINUS */
     node_add(t, k, x, -1, y);
     return y;
 }
@@ -243,7 +286,7 @@ static int maxpool(net *t, int x)
     shape4 xs = S(t, x), ys = {xs.n, xs.c, xs.h / 2, xs.w / 2};
     int y = slot_new(t, ys), aux = slot_new(t, ys); /* argmax: int32 in a float-sized slot */
     if (aux < 0) return -1;
-    t->be->maxpool2_fwd(t->be, D(t, x), xs, D(t, y), (int32_t *)(void *)D(t, aux));
+    RUN(maxpool2_fwd, D(t, x), xs, D(t, y), (int32_t *)(void *)D(t, aux));
     node *nd = node_add(t, OP_MAXPOOL, x, -1, y);
     if (nd) nd->aux = aux;
     return y;
@@ -255,7 +298,7 @@ static int upsample(net *t, int x)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, 2 * xs.h, 2 * xs.w});
     if (y < 0) return -1;
-    t->be->upsample2_fwd(t->be, D(t, x), xs, D(t, y));
+    RUN(upsample2_fwd, D(t, x), xs, D(t, y));
     node_add(t, OP_UPSAMPLE, x, -1, y);
     return y;
 }
@@ -267,7 +310,7 @@ static int concat(net *t, int a, int b)
     if (as.n != bs.n || as.h != bs.h || as.w != bs.w) { fail(t, "concat: shapes differ"); return -1; }
     int y = slot_new(t, (shape4){as.n, as.c + bs.c, as.h, as.w});
     if (y < 0) return -1;
-    t->be->concat_fwd(t->be, D(t, a), as.c, D(t, b), bs.c, as.n, as.h, as.w, D(t, y));
+    RUN(concat_fwd, D(t, a), as.c, D(t, b), bs.c, as.n, as.h, as.w, D(t, y));
     node_add(t, OP_CONCAT, a, b, y);
     return y;
 }
@@ -278,7 +321,7 @@ static int avgblock(net *t, int x, int g)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, g, g});
     if (y < 0) return -1;
-    t->be->avgpool_block_fwd(t->be, D(t, x), xs, g, D(t, y));
+    RUN(avgpool_block_fwd, D(t, x), xs, g, D(t, y));
     node *nd = node_add(t, OP_AVGBLOCK, x, -1, y);
     if (nd) nd->g = g;
     return y;
@@ -290,7 +333,7 @@ static int avgglobal(net *t, int x)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, 1, 1});
     if (y < 0) return -1;
-    t->be->avgpool_global_fwd(t->be, D(t, x), xs, D(t, y));
+    RUN(avgpool_global_fwd, D(t, x), xs, D(t, y));
     node_add(t, OP_AVGGLOBAL, x, -1, y);
     return y;
 }
@@ -305,7 +348,7 @@ static int linear(net *t, const char *pre, int x)
     if (w->shape[1] != in) { fail(t, "%s.weight: %d inputs, tensor has %d", pre, w->shape[1], in); return -1; }
     int y = slot_new(t, (shape4){xs.n, w->shape[0], 1, 1});
     if (y < 0) return -1;
-    t->be->linear_fwd(t->be, D(t, x), xs.n, in, P(t, w), P(t, b), w->shape[0], D(t, y));
+    RUN(linear_fwd, D(t, x), xs.n, in, P(t, w), P(t, b), w->shape[0], D(t, y));
     node *nd = node_add(t, OP_LINEAR, x, -1, y);
     if (nd) nd->w = w, nd->bias = b;
     return y;
@@ -317,7 +360,7 @@ static int qcrop(net *t, int x, int q)
     shape4 xs = S(t, x);
     int y = slot_new(t, (shape4){xs.n, xs.c, xs.h / 2, xs.w / 2});
     if (y < 0) return -1;
-    t->be->quadrant_crop(t->be, D(t, x), xs, q, D(t, y));
+    RUN(quadrant_crop, D(t, x), xs, q, D(t, y));
     node *nd = node_add(t, OP_QCROP, x, -1, y);
     if (nd) nd->q = q;
     return y;
@@ -327,7 +370,7 @@ static int qcrop(net *t, int x, int q)
 static void qassemble(net *t, int x, int e, int q)
 {
     if (t->fail) return;
-    t->be->quadrant_assemble(t->be, D(t, x), S(t, e), q, D(t, e));
+    RUN(quadrant_assemble, D(t, x), S(t, e), q, D(t, e));
     node *nd = node_add(t, OP_QASM, x, -1, e);
     if (nd) nd->q = q;
 }
@@ -339,8 +382,8 @@ static int mul(net *t, op_kind k, int r, int a)
     shape4 rs = S(t, r);
     int y = slot_new(t, rs);
     if (y < 0) return -1;
-    if (k == OP_MULSP) t->be->mul_spatial_fwd(t->be, D(t, r), rs, D(t, a), D(t, y));
-    else t->be->mul_channel_fwd(t->be, D(t, r), rs, D(t, a), D(t, y));
+    if (k == OP_MULSP) RUN(mul_spatial_fwd, D(t, r), rs, D(t, a), D(t, y));
+    else RUN(mul_channel_fwd, D(t, r), rs, D(t, a), D(t, y));
     node_add(t, k, r, a, y);
     return y;
 }
@@ -351,7 +394,7 @@ static int add(net *t, int a, int b)
     if (t->slots[a].numel != t->slots[b].numel) { fail(t, "add: sizes differ"); return -1; }
     int y = slot_new(t, S(t, a));
     if (y < 0) return -1;
-    t->be->add(t->be, D(t, y), D(t, a), D(t, b), t->slots[a].numel);
+    RUN(add, D(t, y), D(t, a), D(t, b), t->slots[a].numel);
     node_add(t, OP_ADD, a, b, y);
     return y;
 }
@@ -468,7 +511,11 @@ void net_free(net *t)
 {
     if (!t) return;
     if (t->be) {
-        for (int i = 0; i < t->nslots; i++) release(t, t->slots[i].data), release(t, t->slots[i].grad);
+        for (int i = 0; i < t->nslots; i++) {
+            if (!t->slots[i].borrowed) release(t, t->slots[i].data);
+            release(t, t->slots[i].grad);
+        }
+        for (int k = 0; k < t->nbufs; k++) release(t, t->bufs[k].data);
         if (t->w != t->p->data) release(t, t->w);
         release(t, t->grad);
         release(t, t->m);
@@ -481,12 +528,15 @@ void net_free(net *t)
         if (t->own_be) backend_close(t->be);
     }
     for (int k = 0; k < 3; k++) free(t->out[k].data);
+    free(t->plan);
+    free(t->bufs);
     free(t->slots);
     free(t->nodes);
     free(t);
 }
 
 backend *net_backend(const net *t) { return t->be; }
+
 
 /* Training runs Winograd F(2x2) at most: at small batches the gradients are
  * ill-conditioned, and F(4x4)'s ~1e-5 per layer (fine for inference) took
@@ -508,18 +558,102 @@ static int check_backend(net *t)
     return t->fail ? -1 : 0;
 }
 
+/* The eval memory plan, from the tape of a dry eval forward at batch t->n:
+ * slot i is live from its birth (the node count when it was made) to its
+ * last use by a node (as an input, an output or saved state); the outputs
+ * stay live. Slots are given, in birth order, a buffer that no live slot
+ * holds (the smallest that fits, else the largest, grown), so a later eval
+ * forward at this batch needs about the peak of live activations instead of
+ * their sum. A slot never shares with the inputs of the node that makes it
+ * (they are live at its birth). Failure leaves no plan (eval still works,
+ * each slot in memory of its own). */
+static void make_plan(net *t)
+{
+    int ns = t->nused, nb = 0;
+    int *last = malloc((size_t)ns * sizeof *last), *plan = malloc((size_t)ns * sizeof *plan);
+    int *busy = malloc((size_t)ns * sizeof *busy); /* per buffer: last use of its current slot */
+    size_t *need = calloc((size_t)ns, sizeof *need);
+    if (!last || !plan || !busy || !need) goto done;
+    for (int i = 0; i < ns; i++) last[i] = t->slots[i].born;
+    for (int j = 0; j < t->nnodes; j++) {
+        const node *nd = &t->nodes[j];
+        int use[4] = {nd->a, nd->b, nd->y, nd->aux};
+        for (int u = 0; u < 4; u++)
+            if (use[u] >= 0 && use[u] < ns && last[use[u]] < j) last[use[u]] = j;
+    }
+    last[t->logits] = last[t->occ] = last[t->heat] = 0x7fffffff;
+    for (int i = 0; i < ns; i++) {
+        size_t sz = t->slots[i].numel;
+        int fit = -1, big = -1; /* the smallest free buffer that fits; the largest free one */
+        for (int k = 0; k < nb; k++) {
+            if (busy[k] >= t->slots[i].born) continue;
+            if (need[k] >= sz) {
+                if (fit < 0 || need[k] < need[fit]) fit = k;
+            } else if (big < 0 || need[k] > need[big]) {
+                big = k;
+            }
+        }
+        int pick = fit >= 0 ? fit : big >= 0 ? big : nb++;
+        if (need[pick] < sz) need[pick] = sz;
+        busy[pick] = last[i];
+        plan[i] = pick;
+    }
+    /* the buffers: kept where big enough, else replaced */
+    buffer *bufs = realloc(t->bufs, (size_t)(nb > t->nbufs ? nb : t->nbufs) * sizeof *bufs);
+    if (!bufs) goto done;
+    t->bufs = bufs;
+    for (int k = t->nbufs; k < nb; k++) bufs[k] = (buffer){NULL, 0};
+    if (nb > t->nbufs) t->nbufs = nb;
+    for (int k = 0; k < nb; k++)
+        if (grow(t, &bufs[k].data, &bufs[k].cap, need[k])) goto done;
+    free(t->plan);
+    t->plan = plan, plan = NULL;
+    t->plan_len = ns;
+    t->plan_n = t->n;
+done:
+    t->fail = 0; /* a plan that could not be made is only a missed saving */
+    t->err[0] = '\0';
+    free(last), free(plan), free(busy), free(need);
+}
+
+/* Training forwards keep every activation: the eval plan's buffers go (the
+ * next validation makes them again). */
+static void drop_plan(net *t)
+{
+    for (int k = 0; k < t->nbufs; k++) t->be->release(t->be, t->bufs[k].data), t->bufs[k] = (buffer){NULL, 0};
+    free(t->plan);
+    t->plan = NULL;
+    t->plan_len = t->plan_n = 0;
+}
+
+void net_eval_plan(net *t, int on)
+{
+    t->no_plan = !on;
+    if (!on && t->plan) drop_plan(t);
+}
+
 int net_forward(net *t, const float *x, int n, int train)
 {
     if (!t || !x || n <= 0) return -1;
     int wg = winograd_for(train);
     t->fail = 0;
     t->err[0] = '\0';
-    t->nused = t->nnodes = 0;
+    if (train && t->plan) drop_plan(t);
     t->n = n;
     t->train = train;
     t->have_loss = 0;
     for (int k = 0; k < 3; k++) t->out[k].fresh = 0;
     const int S0 = t->p->cfg.size;
+    if (!train && !t->no_plan && !(t->plan && t->plan_n == n)) { /* first eval at this batch: plan from a dry run */
+        t->dry = 1;
+        t->nused = t->nnodes = 0;
+        run_forward(t, slot_new(t, (shape4){n, 3, S0, S0}));
+        t->dry = 0;
+        if (!t->fail) make_plan(t); /* (without a plan the forward below still runs, in slots of its own) */
+        t->fail = 0;
+        t->err[0] = '\0';
+    }
+    t->nused = t->nnodes = 0;
     int xi = slot_new(t, (shape4){n, 3, S0, S0});
     if (xi < 0) return -1;
     t->be->upload(t->be, D(t, xi), x, t->slots[xi].numel);
@@ -557,7 +691,9 @@ const char *net_error(const net *t) { return t ? t->err : "no net"; }
 size_t net_bytes(const net *t)
 {
     size_t f = t->tmp_cap + t->tmp2_cap + t->tgt_cap;
-    for (int i = 0; i < t->nslots; i++) f += t->slots[i].cap * (t->slots[i].grad ? 2 : 1);
+    for (int i = 0; i < t->nslots; i++)
+        f += (t->slots[i].borrowed ? 0 : t->slots[i].cap) + (t->slots[i].grad ? t->slots[i].cap : 0);
+    for (int k = 0; k < t->nbufs; k++) f += t->bufs[k].cap;
     if (t->grad) f += t->p->total;
     if (t->m) f += 2 * t->p->total;
     if (t->w != t->p->data) f += t->p->total;
@@ -693,6 +829,7 @@ static void backward_node(net *t, const node *nd, float *grad)
         be->copy(be, da, dy, nx);
         be->copy(be, db, dy, nx);
         break;
+    case OP_CONVBN_EVAL: break; /* not in training tapes */
     }
     land(t, nd->a, da);
     if (nd->b >= 0) land(t, nd->b, db);

@@ -51,6 +51,13 @@ int net_params_set(net *t); /* p->data -> backend */
  * Returns 0, or -1 (allocation failure, tensor missing from p; message in
  * net_error). */
 int net_forward(net *t, const float *x, int n, int train);
+/* Eval forwards share activation memory by default: the first eval at a
+ * batch size records its tape without running it (a dry run) and plans
+ * buffers for the live tensors, so memory is about the peak of live
+ * activations, not their sum. on = 0 turns that off (each tensor in memory
+ * of its own: the reference the plan is tested against). */
+void net_eval_plan(net *t, int on);
+
 /* Outputs of the last forward, readable on the host (a device's are
  * downloaded on the first call after each forward); NULL if that fails. */
 const float *net_logits(net *t); /* [n,7] */

@@ -228,7 +228,7 @@ int main(int argc, char **argv)
         printf("Bail out! bad --config/--batch/--steps\n");
         return 1;
     }
-    printf("1..%d\n", det ? 9 : 8);
+    printf("1..%d\n", det ? 10 : 9);
     char err[512];
     backend *be = backend_open(dev && *dev ? dev : "cpu", &o, err, sizeof err);
     if (!be) {
@@ -288,6 +288,30 @@ int main(int argc, char **argv)
         tap(same, "deterministic: a second run on %s is bit-identical (eval logits, gradients, %d steps)", be->desc,
             steps);
         result_free(r2);
+    }
+    /* The eval memory plan: eval forwards run in shared buffers; the second
+     * one at a batch (buffers holding the first one's values) must give what
+     * a net without the plan gives, bit for bit. */
+    {
+        model_params pa, pb;
+        model_params_init(&pa, &cfg), model_params_init(&pb, &cfg);
+        memcpy(pa.data, p0.data, p0.total * sizeof(float)), memcpy(pb.data, p0.data, p0.total * sizeof(float));
+        net *ta = net_create_on(&pa, be), *tb = net_create_on(&pb, be);
+        const float *xb = wl.x + nx_of(&wl);
+        if (tb) net_eval_plan(tb, 0);
+        int same = ta && tb && !net_forward(ta, wl.x, n, 0) && !net_forward(ta, xb, n, 0) && !net_forward(tb, xb, n, 0);
+        size_t planned = same ? net_bytes(ta) : 0, unplanned = same ? net_bytes(tb) : 0;
+        const float *la = same ? net_logits(ta) : NULL, *lb = same ? net_logits(tb) : NULL;
+        const float *ha = same ? net_heat(ta) : NULL, *hb = same ? net_heat(tb) : NULL;
+        const float *oa = same ? net_occ(ta) : NULL, *ob = same ? net_occ(tb) : NULL;
+        same = same && la && lb && ha && hb && oa && ob && !memcmp(la, lb, nl * sizeof(float)) &&
+               !memcmp(ha, hb, nh * sizeof(float)) && !memcmp(oa, ob, no * sizeof(float));
+        printf("# eval net bytes: %.2f MiB planned, %.2f MiB with a buffer per tensor\n", planned / 1048576.0,
+               unplanned / 1048576.0);
+        tap(same && planned < unplanned, "eval memory plan: the second planned forward equals an unplanned one bit for "
+                                         "bit, in less memory");
+        net_free(ta), net_free(tb);
+        model_params_free(&pa), model_params_free(&pb);
     }
     const char *e = be->error(be);
     tap(!e, "backend error state clean%s%s", e ? ": " : "", e ? e : "");

@@ -124,6 +124,7 @@ static void cu_download(backend *b, float *host, const float *src, size_t n)
 static const char *cu_error(backend *b) { return CX(b)->failed ? CX(b)->err : NULL; }
 static size_t cu_bytes(backend *b) { return dnn_bytes(b); }
 static size_t cu_peak(backend *b) { return CX(b)->peak; }
+static void cu_reset_peak(backend *b) { CX(b)->peak = CX(b)->in_use; }
 
 static void cu_destroy(backend *b)
 {
@@ -183,6 +184,7 @@ static void fill_table(backend *b)
 {
     b->alloc = cu_alloc, b->release = cu_release, b->upload = cu_upload, b->download = cu_download;
     b->sync = cu_sync, b->error = cu_error, b->bytes_in_use = cu_bytes, b->peak_bytes = cu_peak;
+    b->reset_peak = cu_reset_peak;
     b->destroy = cu_destroy;
     b->fill = k_fill, b->copy = k_copy, b->acc = k_acc, b->add = k_add, b->axpb = k_axpb;
     b->conv2d_fwd = dnn_conv_fwd, b->conv2d_bwd = dnn_conv_bwd, b->conv2d_bn_eval = dnn_conv_bn_eval;

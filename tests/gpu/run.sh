@@ -34,7 +34,13 @@ SUM=$OUT/summary.txt TESTS=$OUT/tests.txt BENCH=$OUT/bench.txt
 : >"$SUM"; : >"$TESTS"; : >"$BENCH"
 say() { echo "$*" | tee -a "$SUM"; }
 T0=$(date +%s)
+LIMIT=${LIMIT:-540} # seconds for the whole run: later steps get what is left, or are skipped
 elapsed() { echo $(($(date +%s) - T0)); }
+# budget SECS -> the timeout a step may have now (0: skip it)
+budget() {
+    left=$((LIMIT - $(elapsed)))
+    if [ "$left" -lt 15 ]; then echo 0; elif [ "$1" -lt "$left" ]; then echo "$1"; else echo "$left"; fi
+}
 
 # ---- 1. the machine ------------------------------------------------------------
 say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(cat gpu_bundle/COMMIT 2>/dev/null | head -n 1 || git rev-parse HEAD 2>/dev/null)"
@@ -81,8 +87,13 @@ say "cudnn: $(ldd "$FERBENCH_CUDA_LIB" | awk '/libcudnn.so/ { print $3 }')"
 fails=0
 # check NAME SECONDS CMD...: runs a TAP program, keeps its output, one verdict line.
 check() {
-    name=$1 secs=$2
+    name=$1 secs=$(budget "$2")
     shift 2
+    if [ "$secs" -eq 0 ]; then
+        fails=$((fails + 1))
+        say "FAIL $name (skipped: the run's $LIMIT s were spent)"
+        return
+    fi
     echo "### $name: $*" >>"$TESTS"
     t=$(date +%s)
     timeout "$secs" "$@" >>"$TESTS" 2>&1
@@ -115,12 +126,45 @@ for p in tf32 bf16; do
     FB_TEST_PRECISION=$p check "model fopm-tiny $p (batch 4, 10 steps)" 120 "$TB/net_parity" --config fopm-tiny --batch 4 --steps 10
 done
 unset FB_TEST_DEVICE FB_TEST_PRECISION
+
+# ---- 3b. the workflow: train and run on the GPU, the same weights on the CPU --------
+# (gpu_bundle/fixture, made by bundle.sh; skipped without it)
+F=gpu_bundle/fixture W=$OUT/wf
+if [ -f $F/d.sqlite ]; then
+    rm -rf "$W" && mkdir -p "$W"
+    cp $F/d.sqlite "$W/d.sqlite" # the runs write rows
+    check "workflow: ferbench train --device $DEV fopm-tiny, 3 epochs" 120 sh -c \
+        "'$BIN/ferbench' train --device $DEV --config fopm-tiny --db '$W/d.sqlite' --out '$W/run' --epochs 3 && echo ok 1 - trained"
+    check "workflow: ferbench run --device $DEV, then --device cpu on the same weights" 90 sh -c \
+        "'$BIN/ferbench' run --device $DEV --weights '$W/run/best.safetensors' --db '$W/d.sqlite' --out '$W/gpu.csv' &&
+         '$BIN/ferbench' run --device cpu --weights '$W/run/best.safetensors' --db '$W/d.sqlite' --out '$W/cpu.csv' &&
+         '$BIN/ferstats' metrics '$W/gpu.csv' >/dev/null && echo ok 1 - ran"
+    # the two predictions files: same labels nearly everywhere, probabilities within 1e-4
+    if [ -f "$W/gpu.csv" ] && [ -f "$W/cpu.csv" ]; then
+        cmp=$(paste -d, "$W/gpu.csv" "$W/cpu.csv" | awk -F, 'NR > 2 { n++; h = NF / 2; if ($3 != $(h + 3)) d++;
+            for (i = 4; i <= h; i++) { e = $i - $(h + i); if (e < 0) e = -e; if (e > m) m = e } }
+            END { printf "%d %d %.3g", n, d, m }')
+        set -- $cmp
+        if [ "$1" -gt 0 ] && [ $(($2 * 100)) -le "$1" ] && awk -v m="$3" 'BEGIN { exit !(m <= 1e-4) }'; then
+            say "PASS workflow: GPU and CPU predictions of the same weights: $2 of $1 labels differ, max |dp| $3"
+        else
+            fails=$((fails + 1))
+            say "FAIL workflow: GPU and CPU predictions: $2 of $1 labels differ (at most 1%), max |dp| $3 (at most 1e-4)"
+        fi
+    fi
+else
+    say "workflow: skipped (no gpu_bundle/fixture)"
+fi
 say "tests done at $(elapsed) s: $fails failed"
 
 # ---- 4. benchmark: ours and PyTorch on the same GPU ---------------------------------
 bench() { # bench LABEL SECONDS CMD...: the tool's "bench ..." lines into bench.txt
-    label=$1 secs=$2
+    label=$1 secs=$(budget "$2")
     shift 2
+    if [ "$secs" -eq 0 ]; then
+        say "bench $label: skipped (the run's $LIMIT s were spent)"
+        return
+    fi
     timeout "$secs" "$@" >"$OUT/b.$$" 2>"$OUT/e.$$"
     rc=$?
     grep '^bench \|^# ' "$OUT/b.$$" >>"$BENCH"
