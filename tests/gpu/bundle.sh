@@ -10,8 +10,10 @@
 #   gpu_bundle/fixture  a small RAF-DB-layout fixture through masksynth
 #                    (renders, alpha maps, landmarks; paths relative to the
 #                    repository root) for the train/run workflow on the GPU
-# Then, with the `device` tool:
-#   run(command="sh tests/gpu/run.sh", carry=["gpu_bundle"], timeout_s=560)
+# and are packed into gpu_bundle.tar.xz (~17 MB; the folder is ~60 MiB, near
+# the 64 MiB a device call carries). Then, with the `device` tool:
+#   run(command="sh tests/gpu/run.sh", carry=["gpu_bundle.tar.xz"], timeout_s=580)
+# (run.sh unpacks it).
 set -eu
 cd "$(dirname "$0")/../.."
 make --no-print-directory cuda all build/tests/test_backend build/tests/net_parity >/dev/null
@@ -34,5 +36,6 @@ bin/masksynth --split all --db $F/d.sqlite --out $F/masked --threads 2 >/dev/nul
 rm -rf $F/raf/Image
 git rev-parse HEAD >gpu_bundle/COMMIT
 git status --porcelain >>gpu_bundle/COMMIT
-du -sh gpu_bundle
+tar -cJf gpu_bundle.tar.xz gpu_bundle
+du -sh gpu_bundle gpu_bundle.tar.xz
 ls gpu_bundle/lib

@@ -2,8 +2,8 @@
 # tests/gpu/run.sh: every GPU check of the CUDA backend and the GPU
 # benchmark, in one run on a GPU machine, with a summary in $OUT.
 #
-#   here:    sh tests/gpu/bundle.sh          (binaries + their libraries)
-#   device:  sh tests/gpu/run.sh             (carry gpu_bundle; ~6 min on an H100)
+#   here:    sh tests/gpu/bundle.sh          (binaries, their libraries, a fixture)
+#   device:  sh tests/gpu/run.sh             (carry gpu_bundle.tar.xz; ~6 min on an H100)
 #
 # Without gpu_bundle/ it builds with make (needs the Debian packages of
 # `make deps` and cudnn.h; CUDNN_HOME may point at a cuDNN).
@@ -43,6 +43,7 @@ budget() {
 }
 
 # ---- 1. the machine ------------------------------------------------------------
+[ -f gpu_bundle.tar.xz ] && [ ! -d gpu_bundle/bin ] && tar -xJf gpu_bundle.tar.xz
 say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(cat gpu_bundle/COMMIT 2>/dev/null | head -n 1 || git rev-parse HEAD 2>/dev/null)"
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)"
 PY=${PY:-python3}
