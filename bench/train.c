@@ -68,7 +68,10 @@ static int parse_opts(const cli_args *a, train_opts *o)
     return 0;
 }
 
-/* The options a resumed run must repeat (epochs and patience may change). */
+/* The options a resumed run must repeat (epochs and patience may change,
+ * and so may --device, --precision and --threads: a run interrupted on a GPU
+ * can finish on the CPU; it is then the same protocol but not the same
+ * floating-point trajectory as an uninterrupted run). */
 static void fingerprint(const train_opts *o, const data_split *tr, char *buf, size_t len)
 {
     snprintf(buf, len,
@@ -199,9 +202,11 @@ static int new_train_run(sqlite3 *db, long long tool_run, const train_opts *o, c
              "{\"model\":\"ours\",\"config\":\"%s\",\"size\":%d,\"width\":%.17g,\"epochs\":%ld,\"batch\":%ld,"
              "\"optimizer\":\"adamw\",\"lr\":%.17g,\"betas\":[0.9,0.99],\"eps\":1e-08,\"weight_decay\":%.17g,"
              "\"lr_step\":%ld,\"lr_gamma\":%.17g,\"patience\":%ld,\"seed\":%ld,\"dataset\":\"%s\",\"mode\":\"%s\","
-             "\"mode_seed\":%lld,\"train_images\":%d,\"val_images\":%d,\"loss\":\"lp + 0.6 lm + 0.4 ld\"}",
+             "\"mode_seed\":%lld,\"train_images\":%d,\"val_images\":%d,\"loss\":\"lp + 0.6 lm + 0.4 ld\","
+             "\"device\":\"%s\",\"precision\":\"%s\",\"deterministic\":%s}",
              o->config_name, o->cfg.size, o->cfg.width, o->epochs, o->batch, o->lr, o->wd, o->lr_step, o->gamma,
-             o->patience, o->seed, tr->dataset, tr->mode, tr->mode_seed, tr->n, va->n);
+             o->patience, o->seed, tr->dataset, tr->mode, tr->mode_seed, tr->n, va->n, o->be->name,
+             precision_name(o->be->opt.prec), o->be->opt.deterministic ? "true" : "false");
     sqlite3_stmt *st;
     if (db_prepare(db, "INSERT INTO train_runs(tool_run_id, config) VALUES (?, ?)", &st, err, errlen)) return -1;
     sqlite3_bind_int64(st, 1, tool_run);
