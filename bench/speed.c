@@ -108,9 +108,10 @@ int cmd_bench(const cli_args *a)
                 return EXIT_BAD_INPUT;
             }
             printf("bench device=%s threads=%d precision=%s deterministic=%d config=%s mode=%s batch=%d "
-                   "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld\n",
+                   "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld desc=\"%s\"\n",
                    be->name, be->opt.threads, precision_name(be->opt.prec), be->opt.deterministic, cname,
-                   tr ? "train" : "infer", batches[bi], med, 1000.0 * med / batches[bi], batches[bi] / med, peak);
+                   tr ? "train" : "infer", batches[bi], med, 1000.0 * med / batches[bi], batches[bi] / med, peak,
+                   be->desc);
             fflush(stdout);
         }
     model_params_free(&p);
