@@ -30,8 +30,9 @@ typedef struct {
     size_t cap, numel; /* floats */
     shape4 s;
     int has_grad; /* backward: grad holds this step's value */
-    int born;     /* the number of nodes when it was made (eval plans) */
-    int borrowed; /* data belongs to an eval plan's buffer, not to the slot */
+    int born;          /* the number of nodes when it was made (eval plans) */
+    int borrowed;      /* data belongs to an eval plan's buffer, not to the slot */
+    int grad_borrowed; /* grad belongs to a gradient plan's buffer */
 } slot;
 
 typedef enum {
@@ -82,9 +83,14 @@ struct net {
     int *plan, plan_len, plan_n;
     buffer *bufs;
     int nbufs;
+    /* Gradient memory plan (see make_grad_plan): in a backward at batch
+     * gplan_n, slot i's gradient lives in gbufs[gplan[i]]. */
+    int *gplan, gplan_len, gplan_n;
+    buffer *gbufs;
+    int ngbufs;
     int n, train, have_loss, fail;
     int dry;     /* recording the tape without running it (slots get no memory) */
-    int no_plan; /* net_eval_plan(t, 0): every eval slot in memory of its own */
+    int no_plan; /* net_memory_plan(t, 0): every tensor and gradient in memory of its own */
     int logits, occ, heat; /* output slots */
     char err[256];
 };
@@ -113,6 +119,14 @@ static int grow(net *t, float **buf, size_t *cap, size_t need)
     return 0;
 }
 
+/* Drops slot i's gradient buffer (a borrowed one is only forgotten). */
+static void release_grad(net *t, slot *sl)
+{
+    if (!sl->grad_borrowed) t->be->release(t->be, sl->grad);
+    sl->grad = NULL;
+    sl->grad_borrowed = 0;
+}
+
 /* The next slot of this forward, sized for s (reused from earlier forwards). */
 static int slot_new(net *t, shape4 s)
 {
@@ -135,11 +149,8 @@ static int slot_new(net *t, shape4 s)
         return i;
     }
     if (!t->train && t->plan && t->n == t->plan_n && i < t->plan_len && t->bufs[t->plan[i]].cap >= numel) {
-        if (!sl->borrowed) { /* the slot's own buffers go: the plan's replace them */
-            t->be->release(t->be, sl->data);
-            t->be->release(t->be, sl->grad);
-            sl->grad = NULL;
-        }
+        if (!sl->borrowed) t->be->release(t->be, sl->data); /* the slot's own buffer goes: the plan's replaces it */
+        release_grad(t, sl);
         sl->data = t->bufs[t->plan[i]].data;
         sl->cap = t->bufs[t->plan[i]].cap;
         sl->borrowed = 1;
@@ -149,8 +160,7 @@ static int slot_new(net *t, shape4 s)
     }
     if (sl->borrowed) sl->data = NULL, sl->cap = 0, sl->borrowed = 0;
     if (sl->cap < numel || !sl->data) {
-        t->be->release(t->be, sl->grad);
-        sl->grad = NULL;
+        release_grad(t, sl);
         if (grow(t, &sl->data, &sl->cap, numel)) return -1;
     }
     sl->s = s;
@@ -513,9 +523,10 @@ void net_free(net *t)
     if (t->be) {
         for (int i = 0; i < t->nslots; i++) {
             if (!t->slots[i].borrowed) release(t, t->slots[i].data);
-            release(t, t->slots[i].grad);
+            release_grad(t, &t->slots[i]);
         }
         for (int k = 0; k < t->nbufs; k++) release(t, t->bufs[k].data);
+        for (int k = 0; k < t->ngbufs; k++) release(t, t->gbufs[k].data);
         if (t->w != t->p->data) release(t, t->w);
         release(t, t->grad);
         release(t, t->m);
@@ -530,6 +541,8 @@ void net_free(net *t)
     for (int k = 0; k < 3; k++) free(t->out[k].data);
     free(t->plan);
     free(t->bufs);
+    free(t->gplan);
+    free(t->gbufs);
     free(t->slots);
     free(t->nodes);
     free(t);
@@ -626,10 +639,18 @@ static void drop_plan(net *t)
     t->plan_len = t->plan_n = 0;
 }
 
-void net_eval_plan(net *t, int on)
+void net_memory_plan(net *t, int on)
 {
     t->no_plan = !on;
     if (!on && t->plan) drop_plan(t);
+    if (!on && t->gplan) {
+        for (int i = 0; i < t->nslots; i++)
+            if (t->slots[i].grad_borrowed) release_grad(t, &t->slots[i]);
+        for (int k = 0; k < t->ngbufs; k++) t->be->release(t->be, t->gbufs[k].data), t->gbufs[k] = (buffer){NULL, 0};
+        free(t->gplan);
+        t->gplan = NULL;
+        t->gplan_len = t->gplan_n = 0;
+    }
 }
 
 int net_forward(net *t, const float *x, int n, int train)
@@ -692,8 +713,10 @@ size_t net_bytes(const net *t)
 {
     size_t f = t->tmp_cap + t->tmp2_cap + t->tgt_cap;
     for (int i = 0; i < t->nslots; i++)
-        f += (t->slots[i].borrowed ? 0 : t->slots[i].cap) + (t->slots[i].grad ? t->slots[i].cap : 0);
+        f += (t->slots[i].borrowed ? 0 : t->slots[i].cap) +
+             (t->slots[i].grad && !t->slots[i].grad_borrowed ? t->slots[i].cap : 0);
     for (int k = 0; k < t->nbufs; k++) f += t->bufs[k].cap;
+    for (int k = 0; k < t->ngbufs; k++) f += t->gbufs[k].cap;
     if (t->grad) f += t->p->total;
     if (t->m) f += 2 * t->p->total;
     if (t->w != t->p->data) f += t->p->total;
@@ -702,11 +725,90 @@ size_t net_bytes(const net *t)
 
 /* ---- losses and backward ------------------------------------------------- */
 
+/* Slot i's gradient buffer: the gradient plan's when there is one for this
+ * batch, else one of its own. */
 static int ensure_grad(net *t, int i)
 {
     slot *s = &t->slots[i];
+    if (t->gplan && t->gplan_n == t->n && i < t->gplan_len && t->gplan[i] >= 0) {
+        float *g = t->gbufs[t->gplan[i]].data;
+        if (s->grad != g) {
+            release_grad(t, s);
+            s->grad = g;
+            s->grad_borrowed = 1;
+        }
+        return 0;
+    }
+    if (s->grad_borrowed) s->grad = NULL, s->grad_borrowed = 0;
     if (!s->grad && !(s->grad = t->be->alloc(t->be, s->cap ? s->cap : 1))) { fail(t, "out of memory"); return -1; }
     return 0;
+}
+
+/* The gradient memory plan, from the training tape at batch t->n. Walking
+ * backward, slot i's gradient is live from its first write (the backward of
+ * its last reader in the tape; the outputs' are written by net_loss) to its
+ * last read (the backward of the first node that writes slot i). Slots are
+ * given, in the order their gradients appear, a buffer whose previous
+ * holder is done (best fit, as make_plan), so gradients need about the peak
+ * of live ones instead of their sum. Failure leaves no plan. */
+static void make_grad_plan(net *t)
+{
+    int ns = t->nused, nb = 0;
+    int *w = malloc((size_t)ns * sizeof *w), *r = malloc((size_t)ns * sizeof *r);
+    int *order = malloc((size_t)ns * sizeof *order), *plan = malloc((size_t)ns * sizeof *plan);
+    int *done = malloc((size_t)ns * sizeof *done); /* per buffer: the node where its holder's last read is */
+    size_t *need = calloc((size_t)ns, sizeof *need);
+    if (!w || !r || !order || !plan || !done || !need) goto out;
+    for (int i = 0; i < ns; i++) w[i] = -1, r[i] = 0x7fffffff, plan[i] = -1;
+    for (int j = 0; j < t->nnodes; j++) {
+        const node *nd = &t->nodes[j];
+        if (nd->a > 0 && w[nd->a] < j) w[nd->a] = j;
+        if (nd->b > 0 && w[nd->b] < j) w[nd->b] = j;
+        if (r[nd->y] > j) r[nd->y] = j;
+    }
+    w[t->logits] = w[t->occ] = w[t->heat] = 0x7ffffffe;
+    int no = 0;
+    for (int i = 1; i < ns; i++)
+        if (w[i] >= 0 && r[i] != 0x7fffffff) order[no++] = i;
+    /* by first write, latest node first (insertion sort: the tape is nearly in order) */
+    for (int a = 1; a < no; a++)
+        for (int b = a; b > 0 && w[order[b - 1]] < w[order[b]]; b--) {
+            int tmp = order[b];
+            order[b] = order[b - 1], order[b - 1] = tmp;
+        }
+    for (int a = 0; a < no; a++) {
+        int i = order[a];
+        size_t sz = t->slots[i].numel;
+        int fit = -1, big = -1;
+        for (int k = 0; k < nb; k++) {
+            if (done[k] <= w[i]) continue; /* its holder is still live when slot i's gradient appears */
+            if (need[k] >= sz) {
+                if (fit < 0 || need[k] < need[fit]) fit = k;
+            } else if (big < 0 || need[k] > need[big]) {
+                big = k;
+            }
+        }
+        int pick = fit >= 0 ? fit : big >= 0 ? big : nb++;
+        if (need[pick] < sz) need[pick] = sz;
+        done[pick] = r[i];
+        plan[i] = pick;
+    }
+    buffer *bufs = realloc(t->gbufs, (size_t)(nb > t->ngbufs ? nb : t->ngbufs) * sizeof *bufs);
+    if (!bufs) goto out;
+    t->gbufs = bufs;
+    for (int k = t->ngbufs; k < nb; k++) bufs[k] = (buffer){NULL, 0};
+    if (nb > t->ngbufs) t->ngbufs = nb;
+    for (int i = 0; i < ns; i++) release_grad(t, &t->slots[i]); /* the plan's buffers replace them */
+    for (int k = 0; k < nb; k++)
+        if (grow(t, &bufs[k].data, &bufs[k].cap, need[k])) goto out;
+    free(t->gplan);
+    t->gplan = plan, plan = NULL;
+    t->gplan_len = ns;
+    t->gplan_n = t->n;
+out:
+    t->fail = 0; /* no plan: gradients in buffers of their own */
+    t->err[0] = '\0';
+    free(w), free(r), free(order), free(plan), free(done), free(need);
 }
 
 int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels, net_losses *out)
@@ -719,6 +821,7 @@ int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels,
             return -1;
         }
     for (int i = 0; i < t->nused; i++) t->slots[i].has_grad = 0;
+    if (!t->no_plan && !(t->gplan && t->gplan_n == t->n)) make_grad_plan(t);
     int ids[3] = {t->occ, t->heat, t->logits};
     for (int k = 0; k < 3; k++)
         if (ensure_grad(t, ids[k])) return -1;

@@ -51,12 +51,15 @@ int net_params_set(net *t); /* p->data -> backend */
  * Returns 0, or -1 (allocation failure, tensor missing from p; message in
  * net_error). */
 int net_forward(net *t, const float *x, int n, int train);
-/* Eval forwards share activation memory by default: the first eval at a
- * batch size records its tape without running it (a dry run) and plans
- * buffers for the live tensors, so memory is about the peak of live
- * activations, not their sum. on = 0 turns that off (each tensor in memory
- * of its own: the reference the plan is tested against). */
-void net_eval_plan(net *t, int on);
+/* Memory plans, on by default. Eval forwards share activation memory: the
+ * first eval at a batch size records its tape without running it (a dry
+ * run) and plans buffers for the tensors live at the same time, so memory
+ * is about the peak of live activations, not their sum. Backward passes
+ * share gradient memory the same way (planned from the training tape at
+ * the first net_loss of a batch size). on = 0 turns both off (each tensor
+ * and gradient in memory of its own: the reference the plans are tested
+ * against). */
+void net_memory_plan(net *t, int on);
 
 /* Outputs of the last forward, readable on the host (a device's are
  * downloaded on the first call after each forward); NULL if that fails. */
