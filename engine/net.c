@@ -61,6 +61,14 @@ typedef struct {
     size_t cap;
 } buffer;
 
+/* A memory plan (see plan_make): in a pass at batch n, slot i lives in
+ * bufs[slot[i]] (slot[i] < 0: not planned). */
+typedef struct {
+    int *slot, len, n;
+    buffer *bufs;
+    int nbufs;
+} memplan;
+
 struct net {
     model_params *p;
     backend *be;
@@ -78,16 +86,8 @@ struct net {
     float *tgt, *lossbuf; /* loss targets (occ, heat, labels) and the three loss values */
     size_t tgt_cap;
     mirror out[3];        /* logits, occ, heat */
-    /* Eval memory plan (see make_plan): at batch plan_n, slot i of an eval
-     * forward lives in bufs[plan[i]]. */
-    int *plan, plan_len, plan_n;
-    buffer *bufs;
-    int nbufs;
-    /* Gradient memory plan (see make_grad_plan): in a backward at batch
-     * gplan_n, slot i's gradient lives in gbufs[gplan[i]]. */
-    int *gplan, gplan_len, gplan_n;
-    buffer *gbufs;
-    int ngbufs;
+    memplan eplan; /* activations of eval forwards (make_eval_plan) */
+    memplan gplan; /* gradients of backward passes (make_grad_plan) */
     int n, train, have_loss, fail;
     int dry;     /* recording the tape without running it (slots get no memory) */
     int no_plan; /* net_memory_plan(t, 0): every tensor and gradient in memory of its own */
@@ -119,6 +119,21 @@ static int grow(net *t, float **buf, size_t *cap, size_t need)
     return 0;
 }
 
+/* Slot i's buffer in plan mp at batch n, or NULL. */
+static const buffer *plan_buffer(const memplan *mp, int n, int i)
+{
+    return mp->slot && mp->n == n && i < mp->len && mp->slot[i] >= 0 ? &mp->bufs[mp->slot[i]] : NULL;
+}
+
+/* Releases mp's buffers and forgets the plan. */
+static void plan_drop(net *t, memplan *mp)
+{
+    for (int k = 0; k < mp->nbufs; k++) t->be->release(t->be, mp->bufs[k].data), mp->bufs[k] = (buffer){NULL, 0};
+    free(mp->slot);
+    mp->slot = NULL;
+    mp->len = mp->n = 0;
+}
+
 /* Drops slot i's gradient buffer (a borrowed one is only forgotten). */
 static void release_grad(net *t, slot *sl)
 {
@@ -143,19 +158,16 @@ static int slot_new(net *t, shape4 s)
     slot *sl = &t->slots[i];
     size_t numel = shape4_numel(s);
     sl->born = t->nnodes;
-    if (t->dry) {
-        sl->s = s;
-        sl->numel = numel;
-        return i;
-    }
-    if (!t->train && t->plan && t->n == t->plan_n && i < t->plan_len && t->bufs[t->plan[i]].cap >= numel) {
+    sl->s = s;
+    sl->numel = numel;
+    if (t->dry) return i; /* shapes only */
+    const buffer *pb = t->train ? NULL : plan_buffer(&t->eplan, t->n, i);
+    if (pb && pb->cap >= numel) {
         if (!sl->borrowed) t->be->release(t->be, sl->data); /* the slot's own buffer goes: the plan's replaces it */
         release_grad(t, sl);
-        sl->data = t->bufs[t->plan[i]].data;
-        sl->cap = t->bufs[t->plan[i]].cap;
+        sl->data = pb->data;
+        sl->cap = pb->cap;
         sl->borrowed = 1;
-        sl->s = s;
-        sl->numel = numel;
         return i;
     }
     if (sl->borrowed) sl->data = NULL, sl->cap = 0, sl->borrowed = 0;
@@ -163,8 +175,6 @@ static int slot_new(net *t, shape4 s)
         release_grad(t, sl);
         if (grow(t, &sl->data, &sl->cap, numel)) return -1;
     }
-    sl->s = s;
-    sl->numel = numel;
     return i;
 }
 
@@ -525,8 +535,8 @@ void net_free(net *t)
             if (!t->slots[i].borrowed) release(t, t->slots[i].data);
             release_grad(t, &t->slots[i]);
         }
-        for (int k = 0; k < t->nbufs; k++) release(t, t->bufs[k].data);
-        for (int k = 0; k < t->ngbufs; k++) release(t, t->gbufs[k].data);
+        plan_drop(t, &t->eplan);
+        plan_drop(t, &t->gplan);
         if (t->w != t->p->data) release(t, t->w);
         release(t, t->grad);
         release(t, t->m);
@@ -539,10 +549,8 @@ void net_free(net *t)
         if (t->own_be) backend_close(t->be);
     }
     for (int k = 0; k < 3; k++) free(t->out[k].data);
-    free(t->plan);
-    free(t->bufs);
-    free(t->gplan);
-    free(t->gbufs);
+    free(t->eplan.bufs);
+    free(t->gplan.bufs);
     free(t->slots);
     free(t->nodes);
     free(t);
@@ -571,35 +579,25 @@ static int check_backend(net *t)
     return t->fail ? -1 : 0;
 }
 
-/* The eval memory plan, from the tape of a dry eval forward at batch t->n:
- * slot i is live from its birth (the node count when it was made) to its
- * last use by a node (as an input, an output or saved state); the outputs
- * stay live. Slots are given, in birth order, a buffer that no live slot
- * holds (the smallest that fits, else the largest, grown), so a later eval
- * forward at this batch needs about the peak of live activations instead of
- * their sum. A slot never shares with the inputs of the node that makes it
- * (they are live at its birth). Failure leaves no plan (eval still works,
- * each slot in memory of its own). */
-static void make_plan(net *t)
+/* Plans memory for the `count` slots of `order`, listed by the start of
+ * their lives: slot i is live from start[i] to end[i] (inclusive, on one
+ * time axis). Each gets the smallest buffer of mp whose holder's life has
+ * ended, else the largest such one (grown), else a new one; so the buffers
+ * add up to about the peak of what is live at once, not to the sum. mp's
+ * buffers are kept where big enough. Returns 0, or -1 (no plan then). */
+static int plan_make(net *t, memplan *mp, const int *order, int count, const int *start, const int *end)
 {
-    int ns = t->nused, nb = 0;
-    int *last = malloc((size_t)ns * sizeof *last), *plan = malloc((size_t)ns * sizeof *plan);
-    int *busy = malloc((size_t)ns * sizeof *busy); /* per buffer: last use of its current slot */
+    int ns = t->nused, nb = 0, rc = -1;
+    int *slot = malloc((size_t)ns * sizeof *slot), *busy = malloc((size_t)ns * sizeof *busy);
     size_t *need = calloc((size_t)ns, sizeof *need);
-    if (!last || !plan || !busy || !need) goto done;
-    for (int i = 0; i < ns; i++) last[i] = t->slots[i].born;
-    for (int j = 0; j < t->nnodes; j++) {
-        const node *nd = &t->nodes[j];
-        int use[4] = {nd->a, nd->b, nd->y, nd->aux};
-        for (int u = 0; u < 4; u++)
-            if (use[u] >= 0 && use[u] < ns && last[use[u]] < j) last[use[u]] = j;
-    }
-    last[t->logits] = last[t->occ] = last[t->heat] = 0x7fffffff;
-    for (int i = 0; i < ns; i++) {
+    if (!slot || !busy || !need) goto out;
+    for (int i = 0; i < ns; i++) slot[i] = -1;
+    for (int a = 0; a < count; a++) {
+        int i = order[a];
         size_t sz = t->slots[i].numel;
         int fit = -1, big = -1; /* the smallest free buffer that fits; the largest free one */
         for (int k = 0; k < nb; k++) {
-            if (busy[k] >= t->slots[i].born) continue;
+            if (busy[k] >= start[i]) continue; /* its holder is still live */
             if (need[k] >= sz) {
                 if (fit < 0 || need[k] < need[fit]) fit = k;
             } else if (big < 0 || need[k] > need[big]) {
@@ -608,49 +606,93 @@ static void make_plan(net *t)
         }
         int pick = fit >= 0 ? fit : big >= 0 ? big : nb++;
         if (need[pick] < sz) need[pick] = sz;
-        busy[pick] = last[i];
-        plan[i] = pick;
+        busy[pick] = end[i];
+        slot[i] = pick;
     }
-    /* the buffers: kept where big enough, else replaced */
-    buffer *bufs = realloc(t->bufs, (size_t)(nb > t->nbufs ? nb : t->nbufs) * sizeof *bufs);
-    if (!bufs) goto done;
-    t->bufs = bufs;
-    for (int k = t->nbufs; k < nb; k++) bufs[k] = (buffer){NULL, 0};
-    if (nb > t->nbufs) t->nbufs = nb;
+    buffer *bufs = realloc(mp->bufs, (size_t)(nb > mp->nbufs ? nb : mp->nbufs) * sizeof *bufs);
+    if (!bufs) goto out;
+    mp->bufs = bufs;
+    for (int k = mp->nbufs; k < nb; k++) bufs[k] = (buffer){NULL, 0};
+    if (nb > mp->nbufs) mp->nbufs = nb;
     for (int k = 0; k < nb; k++)
-        if (grow(t, &bufs[k].data, &bufs[k].cap, need[k])) goto done;
-    free(t->plan);
-    t->plan = plan, plan = NULL;
-    t->plan_len = ns;
-    t->plan_n = t->n;
-done:
+        if (grow(t, &bufs[k].data, &bufs[k].cap, need[k])) goto out;
+    free(mp->slot);
+    mp->slot = slot, slot = NULL;
+    mp->len = ns;
+    mp->n = t->n;
+    rc = 0;
+out:
     t->fail = 0; /* a plan that could not be made is only a missed saving */
     t->err[0] = '\0';
-    free(last), free(plan), free(busy), free(need);
+    free(slot), free(busy), free(need);
+    return rc;
 }
 
-/* Training forwards keep every activation: the eval plan's buffers go (the
- * next validation makes them again). */
-static void drop_plan(net *t)
+
+/* The eval plan, from the tape of a dry eval forward at batch t->n: slot i
+ * is live from its birth (the node count when it was made) to its last use
+ * by a node (as an input, an output or saved state); the outputs stay live.
+ * A slot never shares with the inputs of the node that makes it (they are
+ * live at its birth). Without a plan, eval still works (slots of their own). */
+static void make_eval_plan(net *t)
 {
-    for (int k = 0; k < t->nbufs; k++) t->be->release(t->be, t->bufs[k].data), t->bufs[k] = (buffer){NULL, 0};
-    free(t->plan);
-    t->plan = NULL;
-    t->plan_len = t->plan_n = 0;
+    int ns = t->nused;
+    int *start = malloc((size_t)ns * sizeof *start), *end = malloc((size_t)ns * sizeof *end);
+    int *order = malloc((size_t)ns * sizeof *order);
+    if (start && end && order) {
+        for (int i = 0; i < ns; i++) order[i] = i, start[i] = end[i] = t->slots[i].born;
+        for (int j = 0; j < t->nnodes; j++) {
+            const node *nd = &t->nodes[j];
+            int use[4] = {nd->a, nd->b, nd->y, nd->aux};
+            for (int u = 0; u < 4; u++)
+                if (use[u] >= 0 && use[u] < ns && end[use[u]] < j) end[use[u]] = j;
+        }
+        end[t->logits] = end[t->occ] = end[t->heat] = 0x7fffffff;
+        plan_make(t, &t->eplan, order, ns, start, end);
+    }
+    free(start), free(end), free(order);
+}
+
+/* The gradient plan, from the training tape at batch t->n. Walking
+ * backward, slot i's gradient is live from its first write (the backward
+ * of its last reader in the tape; the outputs' are written by net_loss) to
+ * its last read (the backward of the first node that writes slot i). On a
+ * time axis running backward (-node index) that is [-w, -r]. */
+static void make_grad_plan(net *t)
+{
+    int ns = t->nused, no = 0;
+    int *start = malloc((size_t)ns * sizeof *start), *end = malloc((size_t)ns * sizeof *end);
+    int *order = malloc((size_t)ns * sizeof *order);
+    if (start && end && order) {
+        for (int i = 0; i < ns; i++) start[i] = 1, end[i] = -0x7fffffff; /* start 1: no gradient */
+        for (int j = 0; j < t->nnodes; j++) {
+            const node *nd = &t->nodes[j];
+            if (nd->a > 0 && start[nd->a] > -j) start[nd->a] = -j;
+            if (nd->b > 0 && start[nd->b] > -j) start[nd->b] = -j;
+            if (end[nd->y] < -j) end[nd->y] = -j;
+        }
+        start[t->logits] = start[t->occ] = start[t->heat] = -0x7ffffffe;
+        for (int i = 1; i < ns; i++)
+            if (start[i] <= 0 && end[i] != -0x7fffffff) order[no++] = i;
+        for (int a = 1; a < no; a++) /* by start (insertion sort: the tape is nearly in order) */
+            for (int b = a; b > 0 && start[order[b - 1]] > start[order[b]]; b--) {
+                int tmp = order[b];
+                order[b] = order[b - 1], order[b - 1] = tmp;
+            }
+        for (int i = 0; i < ns; i++) release_grad(t, &t->slots[i]); /* the plan's buffers replace them */
+        plan_make(t, &t->gplan, order, no, start, end);
+    }
+    free(start), free(end), free(order);
 }
 
 void net_memory_plan(net *t, int on)
 {
     t->no_plan = !on;
-    if (!on && t->plan) drop_plan(t);
-    if (!on && t->gplan) {
-        for (int i = 0; i < t->nslots; i++)
-            if (t->slots[i].grad_borrowed) release_grad(t, &t->slots[i]);
-        for (int k = 0; k < t->ngbufs; k++) t->be->release(t->be, t->gbufs[k].data), t->gbufs[k] = (buffer){NULL, 0};
-        free(t->gplan);
-        t->gplan = NULL;
-        t->gplan_len = t->gplan_n = 0;
-    }
+    if (on) return;
+    for (int i = 0; i < t->nslots; i++)
+        if (t->slots[i].grad_borrowed) release_grad(t, &t->slots[i]);
+    plan_drop(t, &t->eplan);
+    plan_drop(t, &t->gplan);
 }
 
 int net_forward(net *t, const float *x, int n, int train)
@@ -659,18 +701,18 @@ int net_forward(net *t, const float *x, int n, int train)
     int wg = winograd_for(train);
     t->fail = 0;
     t->err[0] = '\0';
-    if (train && t->plan) drop_plan(t);
+    if (train && t->eplan.slot) plan_drop(t, &t->eplan); /* training keeps every activation; validation replans */
     t->n = n;
     t->train = train;
     t->have_loss = 0;
     for (int k = 0; k < 3; k++) t->out[k].fresh = 0;
     const int S0 = t->p->cfg.size;
-    if (!train && !t->no_plan && !(t->plan && t->plan_n == n)) { /* first eval at this batch: plan from a dry run */
+    if (!train && !t->no_plan && !(t->eplan.slot && t->eplan.n == n)) { /* first eval at this batch: dry run, plan */
         t->dry = 1;
         t->nused = t->nnodes = 0;
         run_forward(t, slot_new(t, (shape4){n, 3, S0, S0}));
         t->dry = 0;
-        if (!t->fail) make_plan(t); /* (without a plan the forward below still runs, in slots of its own) */
+        if (!t->fail) make_eval_plan(t); /* (without a plan the forward below still runs, in slots of its own) */
         t->fail = 0;
         t->err[0] = '\0';
     }
@@ -715,8 +757,8 @@ size_t net_bytes(const net *t)
     for (int i = 0; i < t->nslots; i++)
         f += (t->slots[i].borrowed ? 0 : t->slots[i].cap) +
              (t->slots[i].grad && !t->slots[i].grad_borrowed ? t->slots[i].cap : 0);
-    for (int k = 0; k < t->nbufs; k++) f += t->bufs[k].cap;
-    for (int k = 0; k < t->ngbufs; k++) f += t->gbufs[k].cap;
+    for (int k = 0; k < t->eplan.nbufs; k++) f += t->eplan.bufs[k].cap;
+    for (int k = 0; k < t->gplan.nbufs; k++) f += t->gplan.bufs[k].cap;
     if (t->grad) f += t->p->total;
     if (t->m) f += 2 * t->p->total;
     if (t->w != t->p->data) f += t->p->total;
@@ -730,8 +772,9 @@ size_t net_bytes(const net *t)
 static int ensure_grad(net *t, int i)
 {
     slot *s = &t->slots[i];
-    if (t->gplan && t->gplan_n == t->n && i < t->gplan_len && t->gplan[i] >= 0) {
-        float *g = t->gbufs[t->gplan[i]].data;
+    const buffer *pb = plan_buffer(&t->gplan, t->n, i);
+    if (pb) {
+        float *g = pb->data;
         if (s->grad != g) {
             release_grad(t, s);
             s->grad = g;
@@ -744,73 +787,6 @@ static int ensure_grad(net *t, int i)
     return 0;
 }
 
-/* The gradient memory plan, from the training tape at batch t->n. Walking
- * backward, slot i's gradient is live from its first write (the backward of
- * its last reader in the tape; the outputs' are written by net_loss) to its
- * last read (the backward of the first node that writes slot i). Slots are
- * given, in the order their gradients appear, a buffer whose previous
- * holder is done (best fit, as make_plan), so gradients need about the peak
- * of live ones instead of their sum. Failure leaves no plan. */
-static void make_grad_plan(net *t)
-{
-    int ns = t->nused, nb = 0;
-    int *w = malloc((size_t)ns * sizeof *w), *r = malloc((size_t)ns * sizeof *r);
-    int *order = malloc((size_t)ns * sizeof *order), *plan = malloc((size_t)ns * sizeof *plan);
-    int *done = malloc((size_t)ns * sizeof *done); /* per buffer: the node where its holder's last read is */
-    size_t *need = calloc((size_t)ns, sizeof *need);
-    if (!w || !r || !order || !plan || !done || !need) goto out;
-    for (int i = 0; i < ns; i++) w[i] = -1, r[i] = 0x7fffffff, plan[i] = -1;
-    for (int j = 0; j < t->nnodes; j++) {
-        const node *nd = &t->nodes[j];
-        if (nd->a > 0 && w[nd->a] < j) w[nd->a] = j;
-        if (nd->b > 0 && w[nd->b] < j) w[nd->b] = j;
-        if (r[nd->y] > j) r[nd->y] = j;
-    }
-    w[t->logits] = w[t->occ] = w[t->heat] = 0x7ffffffe;
-    int no = 0;
-    for (int i = 1; i < ns; i++)
-        if (w[i] >= 0 && r[i] != 0x7fffffff) order[no++] = i;
-    /* by first write, latest node first (insertion sort: the tape is nearly in order) */
-    for (int a = 1; a < no; a++)
-        for (int b = a; b > 0 && w[order[b - 1]] < w[order[b]]; b--) {
-            int tmp = order[b];
-            order[b] = order[b - 1], order[b - 1] = tmp;
-        }
-    for (int a = 0; a < no; a++) {
-        int i = order[a];
-        size_t sz = t->slots[i].numel;
-        int fit = -1, big = -1;
-        for (int k = 0; k < nb; k++) {
-            if (done[k] <= w[i]) continue; /* its holder is still live when slot i's gradient appears */
-            if (need[k] >= sz) {
-                if (fit < 0 || need[k] < need[fit]) fit = k;
-            } else if (big < 0 || need[k] > need[big]) {
-                big = k;
-            }
-        }
-        int pick = fit >= 0 ? fit : big >= 0 ? big : nb++;
-        if (need[pick] < sz) need[pick] = sz;
-        done[pick] = r[i];
-        plan[i] = pick;
-    }
-    buffer *bufs = realloc(t->gbufs, (size_t)(nb > t->ngbufs ? nb : t->ngbufs) * sizeof *bufs);
-    if (!bufs) goto out;
-    t->gbufs = bufs;
-    for (int k = t->ngbufs; k < nb; k++) bufs[k] = (buffer){NULL, 0};
-    if (nb > t->ngbufs) t->ngbufs = nb;
-    for (int i = 0; i < ns; i++) release_grad(t, &t->slots[i]); /* the plan's buffers replace them */
-    for (int k = 0; k < nb; k++)
-        if (grow(t, &bufs[k].data, &bufs[k].cap, need[k])) goto out;
-    free(t->gplan);
-    t->gplan = plan, plan = NULL;
-    t->gplan_len = ns;
-    t->gplan_n = t->n;
-out:
-    t->fail = 0; /* no plan: gradients in buffers of their own */
-    t->err[0] = '\0';
-    free(w), free(r), free(order), free(plan), free(done), free(need);
-}
-
 int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels, net_losses *out)
 {
     if (!t || !t->train || t->nnodes == 0) return -1;
@@ -821,7 +797,7 @@ int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels,
             return -1;
         }
     for (int i = 0; i < t->nused; i++) t->slots[i].has_grad = 0;
-    if (!t->no_plan && !(t->gplan && t->gplan_n == t->n)) make_grad_plan(t);
+    if (!t->no_plan && !(t->gplan.slot && t->gplan.n == t->n)) make_grad_plan(t);
     int ids[3] = {t->occ, t->heat, t->logits};
     for (int k = 0; k < 3; k++)
         if (ensure_grad(t, ids[k])) return -1;
