@@ -628,7 +628,6 @@ out:
     return rc;
 }
 
-
 /* The eval plan, from the tape of a dry eval forward at batch t->n: slot i
  * is live from its birth (the node count when it was made) to its last use
  * by a node (as an input, an output or saved state); the outputs stay live.
