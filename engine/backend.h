@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "ops.h"
+#include "optim.h"
 
 /* Arithmetic of the convolutions and linear layers on a device: FP32 with
  * FMA only (no tensor cores; the parity reference), TF32 tensor cores, or
@@ -116,11 +117,12 @@ struct backend {
                        float *dlogits, float *loss);
     void (*mse)(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss);
 
-    /* ---- AdamW (optim.h's arithmetic) over the flat buffers, on the
-     * elements whose mask byte is 1 (trainable); mask is a backend buffer
-     * of total bytes (rounded up to floats). ---- */
+    /* ---- AdamW: optim.c's adamw_range with the coefficients k of one step
+     * (adamw_coefs, rounded once on the host) over the flat buffers, on the
+     * elements whose mask byte is nonzero (trainable); mask is a backend
+     * buffer of total bytes (rounded up to floats). ---- */
     void (*adamw)(backend *b, float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
-                  long step, double lr, double beta1, double beta2, double eps, double weight_decay);
+                  const adamw_coef *k);
 };
 
 /* "cpu" or "cuda" / "cuda:N" (opt->device is then N). Returns NULL with a

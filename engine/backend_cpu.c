@@ -180,16 +180,14 @@ static void cpu_mse(backend *b, const float *a, const float *t, size_t n, float 
 
 /* adamw_range (optim.c) over each run of trainable elements. */
 static void cpu_adamw(backend *b, float *w, const float *g, float *m, float *v, const uint8_t *mask, size_t total,
-                      long step, double lr, double beta1, double beta2, double eps, double wd)
+                      const adamw_coef *k)
 {
     (void)b;
-    const adamw_config c = {lr, beta1, beta2, eps, wd};
-    const adamw_coef k = adamw_coefs(step, lr, &c);
     for (size_t i = 0; i < total;) {
         if (!mask[i]) { i++; continue; }
         size_t j = i;
         while (j < total && mask[j]) j++;
-        adamw_range(w + i, g + i, m + i, v + i, j - i, &k);
+        adamw_range(w + i, g + i, m + i, v + i, j - i, k);
         i = j;
     }
 }

@@ -959,8 +959,8 @@ int net_step(net *t, long step, double lr, const adamw_config *c)
 {
     if (!t || !t->grad || step < 1) return -1;
     if (opt_alloc(t)) return -1;
-    t->be->adamw(t->be, t->w, t->grad, t->m, t->v, t->mask, t->p->total, step, lr, c->beta1, c->beta2, c->eps,
-                 c->weight_decay);
+    const adamw_coef k = adamw_coefs(step, lr, c);
+    t->be->adamw(t->be, t->w, t->grad, t->m, t->v, t->mask, t->p->total, &k);
     return check_backend(t);
 }
 

@@ -646,7 +646,9 @@ static void test_adamw(void **state)
     for (long step = 1; step <= 3; step++) {
         begin("adamw", "[%zu],step%ld", total, step);
         dual *g = rnd(total);
-        RUN(adamw, BUF(w), BUF(g), BUF(m), BUF(v), BUF_U8(m8), total, step, 2e-3, 0.9, 0.99, 1e-8, 1e-4);
+        const adamw_config cfg = {2e-3, 0.9, 0.99, 1e-8, 1e-4};
+        const adamw_coef k = adamw_coefs(step, cfg.lr, &cfg);
+        RUN(adamw, BUF(w), BUF(g), BUF(m), BUF(v), BUF_U8(m8), total, &k);
         check("fwd", "w", w, BOUND_FP32);
         check("fwd", "m", m, BOUND_FP32);
         check("fwd", "v", v, BOUND_FP32);

@@ -95,7 +95,7 @@ void k_softmax_ce(backend *b, const float *logits, int n, int k, const int32_t *
                   float *loss);
 void k_mse(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss);
 void k_adamw(backend *b, float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
-             long step, double lr, double beta1, double beta2, double eps, double weight_decay);
+             const adamw_coef *k);
 /* FP32 <-> BF16 (round to nearest even), and BN folded into conv weights for
  * eval: wf[o,...] = w[o,...] * gamma[o] / sqrt(var[o] + eps),
  * bf[o] = beta[o] - mean[o] * gamma[o] / sqrt(var[o] + eps). */

@@ -741,19 +741,11 @@ static __global__ void adamw_kernel(float *w, const float *grad, float *m, float
 }
 
 void k_adamw(backend *b, float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
-             long step, double lr, double beta1, double beta2, double eps, double weight_decay)
+             const adamw_coef *k)
 {
     if (skip(b, total)) return;
-    /* adamw_coefs (optim.c), computed here on the host the same way; the
-     * volatile keeps the host compiler from fusing lr*wd into 1 - lr*wd. */
-    volatile double lr_wd = lr * weight_decay;
-    const double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
-    const float decay = (float)(1.0 - lr_wd);
-    const float b1 = (float)beta1, b2 = (float)beta2;
-    const float a1 = (float)(1.0 - beta1), a2 = (float)(1.0 - beta2);
-    const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2), epsf = (float)eps;
-    LAUNCH(adamw_kernel, grid_for(total), w, grad, m, v, mask, total, decay, b1, b2, a1, a2, step_size, bc2_sqrt,
-           epsf);
+    LAUNCH(adamw_kernel, grid_for(total), w, grad, m, v, mask, total, k->decay, k->b1, k->b2, k->a1, k->a2,
+           k->step_size, k->bc2_sqrt, k->eps);
 }
 
 /* ---- BF16 and BN folding ---- */
