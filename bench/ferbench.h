@@ -25,8 +25,6 @@ int threads_option(const cli_args *a, int *threads);
  * on, or NULL after a message (exit 2). backend_close() it. */
 backend *device_option(const cli_args *a);
 
-/* The process's peak resident set size in bytes (getrusage). */
-long peak_rss_bytes(void);
 
 /* Training state kept in a checkpoint's metadata beside the weights and the
  * AdamW moments. */

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "../common/log.h"
 #include "../common/numfmt.h"
@@ -20,13 +19,6 @@
 #include "../engine/net.h"
 #include "ferbench.h"
 
-
-long peak_rss_bytes(void)
-{
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return ru.ru_maxrss * 1024L; /* Linux reports KiB */
-}
 
 /* softmax of 7 logits in double; probabilities sum to 1 within rounding. */
 static void softmax7(const float *lg, double *p)
@@ -220,7 +212,7 @@ int cmd_run(const cli_args *a)
     data_loader_stop(l);
     double wall = now_seconds() - t0;
     double ms = 1000.0 * fwd / (double)sp.n, ips = (double)sp.n / wall;
-    long peak = be->host_memory ? peak_rss_bytes() : (long)be->peak_bytes(be);
+    long peak = (long)be->peak_bytes(be);
     if (write_csv(out, &sp, pred, prob, err, sizeof err)) goto out;
     if (db_open(dbp, &db, err, sizeof err) ||
         record(db, &sp, weights, whash, out, pred, prob, (int)batch, ms, ips, peak, be->desc, err, sizeof err))

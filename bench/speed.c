@@ -58,7 +58,7 @@ static int time_mode(model_params *p, backend *be, int n, int train, int warmup,
     }
     qsort(ts, (size_t)iters, sizeof *ts, cmp_double);
     *median = iters % 2 ? ts[iters / 2] : 0.5 * (ts[iters / 2 - 1] + ts[iters / 2]);
-    *peak = be->host_memory ? peak_rss_bytes() : (long)be->peak_bytes(be);
+    *peak = (long)be->peak_bytes(be);
     rc = 0;
 out:
     net_free(t);

@@ -306,9 +306,9 @@ int cmd_train(const cli_args *a)
     ac.lr = o.lr;
     ac.weight_decay = o.wd;
     const int G = model_grid(&o.cfg);
-    say("training %s (size %d, width %g, %zu parameters) on %s: %d train / %d val images, batch %ld, %s%s%s",
+    say("training %s (size %d, width %g, %zu parameters) on %s: %d train / %d val images, batch %ld, %s",
              o.config_name, o.cfg.size, o.cfg.width, model_count_params(&p, NULL), tr.dataset, tr.n, va.n, o.batch,
-             o.be->desc, o.be->host_memory ? "" : " ", o.be->host_memory ? "" : precision_name(o.be->opt.prec));
+             o.be->desc); /* desc names the precision on a device */
     for (int epoch = s.next_epoch; epoch < o.epochs; epoch++) {
         if (s.bad_epochs >= o.patience) break;
         double t0 = now_seconds(), lr = epoch_lr(&o, epoch);

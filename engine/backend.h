@@ -57,8 +57,11 @@ struct backend {
     void (*sync)(backend *b);
     const char *(*error)(backend *b);                                           /* NULL when fine */
     size_t (*bytes_in_use)(backend *b); /* workspaces and caches the backend keeps itself */
-    size_t (*peak_bytes)(backend *b);   /* device: peak of everything allocated; CPU: 0 */
-    void (*reset_peak)(backend *b);     /* the peak restarts from what is allocated now */
+    /* Peak memory: on a device, the most the backend had allocated since
+     * reset_peak (weights, activations, gradients, workspaces); on the CPU,
+     * the process's peak resident set so far (reset_peak cannot lower it). */
+    size_t (*peak_bytes)(backend *b);
+    void (*reset_peak)(backend *b);
     void (*destroy)(backend *b);
 
     /* ---- elementwise helpers of the tape ---- */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 typedef struct {
@@ -28,7 +29,13 @@ static void cpu_download(backend *b, float *h, const float *s, size_t n) { (void
 static void cpu_sync(backend *b) { (void)b; }
 static const char *cpu_error(backend *b) { return ((cpu_ctx *)b->ctx)->failed ? "out of memory" : NULL; }
 static size_t cpu_bytes(backend *b) { (void)b; return ops_workspace_bytes(); }
-static size_t cpu_peak(backend *b) { (void)b; return 0; }
+static size_t cpu_peak(backend *b)
+{
+    (void)b;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (size_t)ru.ru_maxrss * 1024; /* Linux reports KiB */
+}
 static void cpu_reset_peak(backend *b) { (void)b; }
 static void cpu_destroy(backend *b)
 {
