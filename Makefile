@@ -3,7 +3,7 @@
 #   make        build bin/masksynth bin/ferbench bin/ferstats (and bin/libfbcuda.so, the CUDA
 #               backend, when nvcc and cudnn.h are found; `make cuda` insists on it)
 #   make test   build and run every test (ends with the runner's summary)
-#   make asan   the same tests on an ASan + UBSan build
+#   make asan   the same tests on an ASan + UBSan build (CPU only: nvcc code is not sanitized)
 #   make bench  speed benchmarks against the Python tools users have today
 #   make demo   a walk-through on the bundled example predictions
 
@@ -208,7 +208,7 @@ test: deps
 all-tests: $(TOOLS) $(TESTS)
 
 asan: deps
-	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT=-O1 \
+	$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT=-O1 CUDA_LIB= \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" all-tests
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  FERBENCH_BIN=build/asan/bin TEST_BUILD=build/asan/tests sh tests/run.sh

@@ -61,6 +61,7 @@ static const cli_opt bench_opts[] = {
     {"mode", "M", "infer, train or both (default both)"},
     {"iters", "N", "timed repetitions, the median is reported (default 5)"},
     {"warmup", "N", "untimed repetitions first (default 1)"},
+    {"profile", NULL, "then --iters more repetitions with each op timed alone: a 'profile' line per op kind"},
     {0},
 };
 

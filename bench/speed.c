@@ -14,6 +14,34 @@
 #include "ferbench.h"
 
 
+static double median_of(double *ts, int n)
+{
+    qsort(ts, (size_t)n, sizeof *ts, cmp_double);
+    return n % 2 ? ts[n / 2] : 0.5 * (ts[n / 2 - 1] + ts[n / 2]);
+}
+
+/* One line per (pass, op kind) of the profiled repetitions, largest first:
+ * time per repetition and share of the profiled total. */
+static void print_profile(net *t, int train, int n, int iters)
+{
+    net_prof_row rows[64];
+    int nr = net_profile_rows(t, rows, 64);
+    double sum = 0;
+    for (int i = 0; i < nr; i++) sum += rows[i].seconds;
+    for (int i = 0; i < nr; i++) /* selection sort by time: a few dozen rows */
+        for (int j = i + 1; j < nr; j++)
+            if (rows[j].seconds > rows[i].seconds) {
+                net_prof_row r = rows[i];
+                rows[i] = rows[j], rows[j] = r;
+            }
+    for (int i = 0; i < nr; i++)
+        printf("profile mode=%s batch=%d pass=%s op=\"%s\" calls=%ld ms=%.3f share=%.1f%%\n", train ? "train" : "infer",
+               n, rows[i].pass, rows[i].op, rows[i].calls / iters, 1000.0 * rows[i].seconds / iters,
+               sum > 0 ? 100.0 * rows[i].seconds / sum : 0.0);
+    printf("profile mode=%s batch=%d pass=all op=\"total\" ms=%.3f (each op synchronised: compare with median_s)\n",
+           train ? "train" : "infer", n, 1000.0 * sum / iters);
+}
+
 /* Median seconds of one inference (train=0) or training step (train=1) at
  * batch n on be, and the peak memory: on a GPU, the most the backend had
  * allocated during this measurement (weights, activations, gradients,
@@ -21,8 +49,17 @@
  * CPU the process's peak RSS so far. A timed step ends
  * when its results are back on the host (logits; the losses for training),
  * so a device's asynchronous work is inside the time. */
-static int time_mode(model_params *p, backend *be, int n, int train, int warmup, int iters, double *median,
-                     long *peak, char *err, size_t errlen)
+static void print_bench(backend *be, const char *cname, int train, int n, double med, long peak)
+{
+    printf("bench device=%s threads=%d precision=%s deterministic=%d config=%s mode=%s batch=%d "
+           "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld desc=\"%s\"\n",
+           be->name, be->opt.threads, precision_name(be->opt.prec), be->opt.deterministic, cname,
+           train ? "train" : "infer", n, med, 1000.0 * med / n, n / med, peak, be->desc);
+    fflush(stdout);
+}
+
+static int time_mode(model_params *p, const char *cname, backend *be, int n, int train, int warmup, int iters,
+                     int profile, char *err, size_t errlen)
 {
     const int S = p->cfg.size, G = model_grid(&p->cfg);
     size_t nx = (size_t)n * 3 * S * S, no = (size_t)n * G * G, nh = no * MODEL_LANDMARKS;
@@ -43,7 +80,12 @@ static int time_mode(model_params *p, backend *be, int n, int train, int warmup,
     for (size_t i = 0; i < nh; i++) ht[i] = (float)rng_uniform(&r);
     for (int i = 0; i < n; i++) lab[i] = (int)rng_below(&r, MODEL_CLASSES);
     adamw_config ac = adamw_paper();
-    for (int it = -warmup; it < iters; it++) {
+    const int total = profile ? 2 * iters : iters;
+    for (int it = -warmup; it < total; it++) {
+        if (it == iters) { /* the measurement is done: profiled repetitions follow */
+            print_bench(be, cname, train, n, median_of(ts, iters), (long)be->peak_bytes(be));
+            net_profile(t, 1);
+        }
         double t0 = now_seconds();
         net_losses L;
         if (net_forward(t, x, n, train) != 0 ||
@@ -54,11 +96,10 @@ static int time_mode(model_params *p, backend *be, int n, int train, int warmup,
             goto out;
         }
         if (train) be->sync(be); /* the step's AdamW */
-        if (it >= 0) ts[it] = now_seconds() - t0;
+        if (it >= 0 && it < iters) ts[it] = now_seconds() - t0;
     }
-    qsort(ts, (size_t)iters, sizeof *ts, cmp_double);
-    *median = iters % 2 ? ts[iters / 2] : 0.5 * (ts[iters / 2 - 1] + ts[iters / 2]);
-    *peak = (long)be->peak_bytes(be);
+    if (!profile) print_bench(be, cname, train, n, median_of(ts, iters), (long)be->peak_bytes(be));
+    else print_profile(t, train, n, iters);
     rc = 0;
 out:
     net_free(t);
@@ -87,6 +128,7 @@ int cmd_bench(const cli_args *a)
         batches[nbatch++] = (int)b;
         s = *end ? end + 1 : end;
     }
+    const int profile = cli_flag(a, "profile");
     backend *be = device_option(a);
     if (!be) return EXIT_BAD_INPUT;
     model_params p;
@@ -99,20 +141,12 @@ int cmd_bench(const cli_args *a)
     for (int bi = 0; bi < nbatch; bi++)
         for (int tr = 0; tr < 2; tr++) {
             if ((tr == 0 && mode == 1) || (tr == 1 && mode == 0)) continue;
-            double med;
-            long peak;
-            if (time_mode(&p, be, batches[bi], tr, (int)warmup, (int)iters, &med, &peak, err, sizeof err) != 0) {
+            if (time_mode(&p, cname, be, batches[bi], tr, (int)warmup, (int)iters, profile, err, sizeof err) != 0) {
                 log_error("%s", err);
                 model_params_free(&p);
                 backend_close(be);
                 return EXIT_BAD_INPUT;
             }
-            printf("bench device=%s threads=%d precision=%s deterministic=%d config=%s mode=%s batch=%d "
-                   "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld desc=\"%s\"\n",
-                   be->name, be->opt.threads, precision_name(be->opt.prec), be->opt.deterministic, cname,
-                   tr ? "train" : "infer", batches[bi], med, 1000.0 * med / batches[bi], batches[bi] / med, peak,
-                   be->desc);
-            fflush(stdout);
         }
     model_params_free(&p);
     backend_close(be);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "ops.h"
@@ -38,8 +39,28 @@ typedef struct {
 typedef enum {
     OP_CONV, OP_BN, OP_RELU, OP_SIGMOID, OP_ONEMINUS, OP_MAXPOOL, OP_UPSAMPLE, OP_CONCAT, OP_AVGBLOCK,
     OP_AVGGLOBAL, OP_LINEAR, OP_QCROP, OP_QASM, OP_MULSP, OP_MULCH, OP_ADD,
-    OP_CONVBN_EVAL /* eval only: recorded for the memory plan, never walked backward */
+    OP_CONVBN_EVAL, /* eval only: recorded for the memory plan, never walked backward */
+    OP_KINDS
 } op_kind;
+
+static const char *const op_names[OP_KINDS] = {
+    "conv", "bn (+relu)", "relu", "sigmoid", "1-x", "maxpool", "upsample", "concat", "avgpool_block",
+    "avgpool_global", "linear", "quadrant_crop", "quadrant_assemble", "mul_spatial", "mul_channel", "add",
+    "conv+bn (+relu)"};
+
+typedef struct {
+    double s;
+    long calls;
+} prof_cell;
+
+/* net_profile: seconds per op kind and pass, each op closed by a backend
+ * sync so that a device's asynchronous work lands on the op that queued it. */
+typedef struct {
+    int on;
+    double last; /* when the current interval began */
+    prof_cell fwd[OP_KINDS], bwd[OP_KINDS];
+    prof_cell upload, download, loss, grad_setup, adamw;
+} profile;
 
 typedef struct {
     op_kind k;
@@ -92,6 +113,7 @@ struct net {
     int dry;     /* recording the tape without running it (slots get no memory) */
     int no_plan; /* net_memory_plan(t, 0): every tensor and gradient in memory of its own */
     int logits, occ, heat; /* output slots */
+    profile prof;
     char err[256];
 };
 
@@ -106,6 +128,32 @@ static void fail(net *t, const char *fmt, ...)
 }
 
 /* A backend buffer of at least need floats (contents not kept). */
+static double prof_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Profiling: prof_begin opens an interval at an API entry (the caller's own
+ * time between calls is not charged), prof_charge closes one onto a cell. */
+static void prof_begin(net *t)
+{
+    if (!t->prof.on) return;
+    t->be->sync(t->be);
+    t->prof.last = prof_now();
+}
+
+static void prof_charge(net *t, prof_cell *c)
+{
+    if (!t->prof.on || t->dry) return;
+    t->be->sync(t->be);
+    double now = prof_now();
+    c->s += now - t->prof.last;
+    c->calls++;
+    t->prof.last = now;
+}
+
 static int grow(net *t, float **buf, size_t *cap, size_t need)
 {
     if (*cap >= need && *buf) return 0;
@@ -119,10 +167,15 @@ static int grow(net *t, float **buf, size_t *cap, size_t need)
     return 0;
 }
 
+/* Whether plan mp serves batch n: made for n or a larger batch (the tape is
+ * the same at any batch, and every tensor is smaller, so the buffers fit;
+ * validation's smaller last batch then needs no plan of its own). */
+static int plan_serves(const memplan *mp, int n) { return mp->slot && mp->n >= n; }
+
 /* Slot i's buffer in plan mp at batch n, or NULL. */
 static const buffer *plan_buffer(const memplan *mp, int n, int i)
 {
-    return mp->slot && mp->n == n && i < mp->len && mp->slot[i] >= 0 ? &mp->bufs[mp->slot[i]] : NULL;
+    return plan_serves(mp, n) && i < mp->len && mp->slot[i] >= 0 ? &mp->bufs[mp->slot[i]] : NULL;
 }
 
 /* Releases mp's buffers and forgets the plan. */
@@ -194,6 +247,7 @@ static node *node_add(net *t, op_kind k, int a, int b, int y)
     node *nd = &t->nodes[t->nnodes++];
     memset(nd, 0, sizeof *nd);
     nd->k = k, nd->a = a, nd->b = b, nd->y = y, nd->aux = -1;
+    prof_charge(t, &t->prof.fwd[k]); /* each builder runs its op, then adds its node */
     return nd;
 }
 
@@ -706,7 +760,7 @@ int net_forward(net *t, const float *x, int n, int train)
     t->have_loss = 0;
     for (int k = 0; k < 3; k++) t->out[k].fresh = 0;
     const int S0 = t->p->cfg.size;
-    if (!train && !t->no_plan && !(t->eplan.slot && t->eplan.n == n)) { /* first eval at this batch: dry run, plan */
+    if (!train && !t->no_plan && !plan_serves(&t->eplan, n)) { /* first eval at this batch: dry run, plan */
         t->dry = 1;
         t->nused = t->nnodes = 0;
         run_forward(t, slot_new(t, (shape4){n, 3, S0, S0}));
@@ -718,7 +772,9 @@ int net_forward(net *t, const float *x, int n, int train)
     t->nused = t->nnodes = 0;
     int xi = slot_new(t, (shape4){n, 3, S0, S0});
     if (xi < 0) return -1;
+    prof_begin(t);
     t->be->upload(t->be, D(t, xi), x, t->slots[xi].numel);
+    prof_charge(t, &t->prof.upload);
     run_forward(t, xi);
     ops_set_winograd(wg);
     check_backend(t);
@@ -733,6 +789,7 @@ static const float *output(net *t, int k, int i)
     if (t->be->host_memory) return s->data;
     mirror *o = &t->out[k];
     if (!o->fresh) {
+        prof_begin(t);
         if (o->cap < s->numel) {
             float *nd = realloc(o->data, s->numel * sizeof(float));
             if (!nd) return NULL;
@@ -740,6 +797,7 @@ static const float *output(net *t, int k, int i)
             o->cap = s->numel;
         }
         t->be->download(t->be, o->data, s->data, s->numel);
+        prof_charge(t, &t->prof.download);
         o->fresh = 1;
     }
     return o->data;
@@ -795,8 +853,9 @@ int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels,
             fail(t, "label %d of sample %d is outside 0..6", labels[i], i);
             return -1;
         }
+    prof_begin(t);
     for (int i = 0; i < t->nused; i++) t->slots[i].has_grad = 0;
-    if (!t->no_plan && !(t->gplan.slot && t->gplan.n == t->n)) make_grad_plan(t);
+    if (!t->no_plan && !plan_serves(&t->gplan, t->n)) make_grad_plan(t);
     int ids[3] = {t->occ, t->heat, t->logits};
     for (int k = 0; k < 3; k++)
         if (ensure_grad(t, ids[k])) return -1;
@@ -815,6 +874,7 @@ int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels,
                       t->lossbuf + 2);
     float L[3];
     t->be->download(t->be, L, t->lossbuf, 3);
+    prof_charge(t, &t->prof.loss);
     if (check_backend(t)) return -1;
     out->lp = L[0], out->lm = L[1], out->ld = L[2];
     out->total = NET_W_LP * out->lp + NET_W_LM * out->lm + NET_W_LD * out->ld;
@@ -907,7 +967,8 @@ static void backward_node(net *t, const node *nd, float *grad)
         be->copy(be, da, dy, nx);
         be->copy(be, db, dy, nx);
         break;
-    case OP_CONVBN_EVAL: break; /* not in training tapes */
+    case OP_CONVBN_EVAL: /* not in training tapes */
+    case OP_KINDS: break;
     }
     land(t, nd->a, da);
     if (nd->b >= 0) land(t, nd->b, db);
@@ -916,6 +977,7 @@ static void backward_node(net *t, const node *nd, float *grad)
 int net_backward(net *t, float *grad)
 {
     if (!t || !t->have_loss) return -1;
+    prof_begin(t);
     if (!t->grad && grow(t, &t->grad, &(size_t){0}, t->p->total)) return -1;
     t->be->fill(t->be, t->grad, 0.0f, t->p->total);
     /* Both temporaries (tmp2 also holds the BN+ReLU product) fit the largest slot. */
@@ -924,10 +986,12 @@ int net_backward(net *t, float *grad)
         if (t->slots[i].numel > big) big = t->slots[i].numel;
     if (grow(t, &t->tmp, &t->tmp_cap, big) || grow(t, &t->tmp2, &t->tmp2_cap, big)) return -1;
     int wg = winograd_for(1);
+    prof_charge(t, &t->prof.grad_setup);
     for (int i = t->nnodes - 1; i >= 0 && !t->fail; i--) {
         const node *nd = &t->nodes[i];
         if (!t->slots[nd->y].has_grad) continue; /* output does not reach the loss */
         backward_node(t, nd, t->grad);
+        prof_charge(t, &t->prof.bwd[nd->k]);
     }
     ops_set_winograd(wg);
     t->have_loss = 0; /* one backward per loss */
@@ -959,8 +1023,10 @@ int net_step(net *t, long step, double lr, const adamw_config *c)
 {
     if (!t || !t->grad || step < 1) return -1;
     if (opt_alloc(t)) return -1;
+    prof_begin(t);
     const adamw_coef k = adamw_coefs(step, lr, c);
     t->be->adamw(t->be, t->w, t->grad, t->m, t->v, t->mask, t->p->total, &k);
+    prof_charge(t, &t->prof.adamw);
     return check_backend(t);
 }
 
@@ -994,6 +1060,33 @@ int net_params_set(net *t)
 {
     if (t->w != t->p->data) t->be->upload(t->be, t->w, t->p->data, t->p->total);
     return check_backend(t);
+}
+
+/* ---- profile ------------------------------------------------------------ */
+
+void net_profile(net *t, int on)
+{
+    memset(&t->prof, 0, sizeof t->prof);
+    t->prof.on = on != 0;
+}
+
+int net_profile_rows(const net *t, net_prof_row *rows, int max)
+{
+    const profile *pr = &t->prof;
+    int n = 0;
+#define ROW(pass_, op_, cell_)                                                              \
+    do {                                                                                   \
+        if ((cell_).calls && n < max) rows[n++] = (net_prof_row){pass_, op_, (cell_).s, (cell_).calls}; \
+    } while (0)
+    ROW("forward", "input upload", pr->upload);
+    for (int k = 0; k < OP_KINDS; k++) ROW("forward", op_names[k], pr->fwd[k]);
+    ROW("forward", "output download", pr->download);
+    ROW("loss", "losses", pr->loss);
+    ROW("backward", "gradient setup", pr->grad_setup);
+    for (int k = 0; k < OP_KINDS; k++) ROW("backward", op_names[k], pr->bwd[k]);
+    ROW("step", "adamw", pr->adamw);
+#undef ROW
+    return n;
 }
 
 int model_forward_eval(const model_params *p, const float *x, int n, float *logits, float *occ, float *heat)

@@ -56,7 +56,8 @@ int net_forward(net *t, const float *x, int n, int train);
  * run) and plans buffers for the tensors live at the same time, so memory
  * is about the peak of live activations, not their sum. Backward passes
  * share gradient memory the same way (planned from the training tape at
- * the first net_loss of a batch size). on = 0 turns both off (each tensor
+ * the first net_loss of a batch size). A plan also serves smaller batches
+ * (a larger one replans). on = 0 turns both off (each tensor
  * and gradient in memory of its own: the reference the plans are tested
  * against). */
 void net_memory_plan(net *t, int on);
@@ -97,6 +98,21 @@ int net_opt_get(net *t, float *m, float *v);             /* net -> host (zeros b
  * holds now, with its backend's workspaces. */
 size_t net_bytes(const net *t);
 const char *net_error(const net *t);
+
+/* Per-op profile (ferbench bench --profile). net_profile(t, 1) clears the
+ * counters and starts counting; every op is then closed by a backend sync
+ * (no cost on the CPU; on a device it removes the overlap of queued work, so
+ * profiled passes run slower than unprofiled ones). Time between API calls
+ * is not counted. net_profile_rows fills up to max rows (in pass order,
+ * kinds with no calls left out) and returns how many. */
+typedef struct {
+    const char *pass; /* "forward", "loss", "backward", "step" */
+    const char *op;   /* op kind ("conv", "bn (+relu)", ...) or "input upload", "adamw", ... */
+    double seconds;   /* total over the profiled calls */
+    long calls;
+} net_prof_row;
+void net_profile(net *t, int on);
+int net_profile_rows(const net *t, net_prof_row *rows, int max);
 
 /* One-shot eval forward: x [n,3,S,S] -> logits [n,7], occ [n,1,G,G],
  * heat [n,68,G,G]. Returns 0 or -1. */

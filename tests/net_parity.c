@@ -328,6 +328,14 @@ int main(int argc, char **argv)
                planned / 1048576.0, unplanned / 1048576.0);
         tap(gsame && planned < unplanned,
             "gradient memory plan: two training steps give the same gradients bit for bit, in less memory");
+        /* a smaller batch runs in the plan of a larger one (validation's last batch) */
+        int m = n > 1 ? n - 1 : 1;
+        int ssame = !net_forward(ta, wl.x, n, 0) && !net_forward(ta, xb, m, 0) && !net_forward(tb, xb, m, 0);
+        la = ssame ? net_logits(ta) : NULL, lb = ssame ? net_logits(tb) : NULL;
+        ha = ssame ? net_heat(ta) : NULL, hb = ssame ? net_heat(tb) : NULL;
+        size_t ml = (size_t)m * MODEL_CLASSES, mh = nh / (size_t)n * (size_t)m;
+        ssame = ssame && la && lb && ha && hb && !memcmp(la, lb, ml * sizeof(float)) && !memcmp(ha, hb, mh * sizeof(float));
+        tap(ssame, "eval memory plan of batch %d serves batch %d: bit for bit as without a plan", n, m);
         free(ga), free(gb);
         net_free(ta), net_free(tb);
         model_params_free(&pa), model_params_free(&pb);

@@ -795,6 +795,21 @@ FERBENCH_CUDA_LIB=$TMP/nonexistent.so run "$FB" bench --device cuda
 expect_usage "no CUDA backend" "nonexistent.so"
 finish "ferbench --device cuda with the backend library missing: exit 2, names it"
 
+# ---- ferbench bench --profile: one line per (pass, op kind), every op counted once
+run "$FB" bench --device cpu --config fopm-tiny --batch 2 --mode both --iters 2 --warmup 0 --threads 1 --profile
+expect_rc 0
+[ "$(grep -c '^bench ' "$TMP/stdout")" = 2 ] || reason "expected 2 bench lines"
+# MODEL.md has 36 CBR blocks (fused in eval) and 6 plain convs (occ, lmk, 4 attention heads)
+has "$TMP/stdout" 'mode=infer batch=2 pass=forward op="conv+bn (+relu)" calls=36 ' || reason "eval: not 36 conv+bn calls"
+has "$TMP/stdout" 'mode=train batch=2 pass=forward op="conv" calls=42 ' || reason "train: not 42 forward convs"
+has "$TMP/stdout" 'mode=train batch=2 pass=backward op="conv" calls=42 ' || reason "train: not 42 backward convs"
+has "$TMP/stdout" 'mode=train batch=2 pass=step op="adamw" calls=1 ' || reason "train: no adamw row"
+for m in infer train; do
+    awk -v m="mode=$m" '$1 == "profile" && $2 == m && $4 != "pass=all" { sub("share=", "", $NF); sub("%", "", $NF); s += $NF }
+        END { exit !(s > 99.4 && s < 100.6) }' "$TMP/stdout" || reason "$m: shares do not sum to 100%"
+done
+finish "ferbench bench --profile: per-op rows, every op of the tape counted once, shares sum to 100%"
+
 # ---- report -------------------------------------------------------------------
 
 echo "1..$n"

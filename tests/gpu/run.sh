@@ -21,7 +21,8 @@
 #   5. the issue's targets: fopm inference at batch 16 <= 1.0 ms/image,
 #      >= 2x PyTorch eager, peak <= 2.1 GB; training step >= 1.5x eager
 # Files in $OUT: summary.txt (the verdicts), tests.txt (the TAP output),
-# bench.txt (every benchmark line).
+# bench.txt (every benchmark line), profile.txt (ferbench bench --profile: per-op
+# times of fopm at batch 16, fp32 and tf32).
 # DRYRUN=1 checks this script's plumbing on a machine without a GPU: the
 # CPU backend stands in for CUDA, fopm-tiny for fopm, small batches, and the
 # CPU PyTorch peer (engine_peer.py) for the GPU one; its verdicts mean
@@ -31,7 +32,7 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/ferbench-gpu}
 mkdir -p "$OUT"
 SUM=$OUT/summary.txt TESTS=$OUT/tests.txt BENCH=$OUT/bench.txt
-: >"$SUM"; : >"$TESTS"; : >"$BENCH"
+: >"$SUM"; : >"$TESTS"; : >"$BENCH"; : >"$OUT/profile.txt"
 say() { echo "$*" | tee -a "$SUM"; }
 T0=$(date +%s)
 LIMIT=${LIMIT:-540} # seconds for the whole run: later steps get what is left, or are skipped
@@ -194,6 +195,17 @@ else
         --mode both --precision tf32 --iters 10 --warmup 3 --compile
 fi
 say "benchmarks done at $(elapsed) s"
+
+# ---- 4b. where our time goes: per-op profile of fopm at batch 16 (profile.txt) -----------
+for p in fp32 tf32; do
+    secs=$(budget 60)
+    [ "$secs" -gt 0 ] || { say "profile $p: skipped (the run's $LIMIT s were spent)"; continue; }
+    prec=$([ "$DEV" = cpu ] && echo fp32 || echo "$p")
+    timeout "$secs" "$BIN/ferbench" bench --device "$DEV" --precision "$prec" --config $BIG --batch ${BATCHES%%,*} \
+        --mode both --iters 5 --warmup 1 --profile >"$OUT/p.$$" 2>&1 || say "profile $p: exit $?: $(tail -n 2 "$OUT/p.$$" | tr '\n' ' ')"
+    { echo "# $p"; grep '^bench \|^profile ' "$OUT/p.$$"; } >>"$OUT/profile.txt"
+    rm -f "$OUT/p.$$"
+done
 
 # ---- 5. the table and the targets ---------------------------------------------------
 # field LINE KEY; ms DEVICE PREC MODE BATCH -> ms/image (empty if absent)
