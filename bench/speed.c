@@ -1,7 +1,8 @@
 /* speed.c: `ferbench bench`: the engine's inference and training-step speed
  * on seeded synthetic inputs, one line per (mode, batch), so scripts can set
  * it beside PyTorch (bench/perf/engine.sh). Median over --iters timed
- * repetitions after --warmup untimed ones. */
+ * repetitions after --warmup untimed ones; --profile adds a per-op table
+ * (net_profile) from --iters further repetitions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
