@@ -228,7 +228,7 @@ int main(int argc, char **argv)
         printf("Bail out! bad --config/--batch/--steps\n");
         return 1;
     }
-    printf("1..%d\n", det ? 11 : 10);
+    printf("1..%d\n", det ? 12 : 11);
     char err[512];
     backend *be = backend_open(dev && *dev ? dev : "cpu", &o, err, sizeof err);
     if (!be) {
