@@ -84,7 +84,7 @@ $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/engine/cuda/%.o: engine/cuda/%.cu engine/cuda/cuda_internal.h engine/backend.h engine/ops.h
+$(BUILD)/engine/cuda/%.o: engine/cuda/%.cu engine/cuda/cuda_internal.h engine/backend.h engine/ops.h engine/optim.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 

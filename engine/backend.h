@@ -128,7 +128,10 @@ struct backend {
                   const adamw_coef *k);
 };
 
-/* "cpu" or "cuda" / "cuda:N" (opt->device is then N). Returns NULL with a
+/* "cpu" or "cuda" / "cuda:N" (opt->device is then N), or "cpu-staged": the
+ * CPU backend posing as a device (host_memory 0, device-aligned parameters
+ * required; backend_cpu.c), which runs net.c's device paths without a GPU
+ * and gives "cpu"'s results bit for bit. Returns NULL with a
  * message in err when the device is unknown, this build has no CUDA backend
  * (bin/libfbcuda.so missing: it is built when nvcc and cudnn.h are found),
  * or no usable GPU is present. */

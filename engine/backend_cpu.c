@@ -1,12 +1,20 @@
 /* backend_cpu.c: the CPU backend (the reference): host memory, each op a
  * call of ops.h, AdamW as optim.c. Synchronous; nothing can fail after
  * allocation. backend_open() also lives here: it returns this backend or
- * loads the CUDA one from bin/libfbcuda.so. */
+ * loads the CUDA one from bin/libfbcuda.so.
+ *
+ * "cpu-staged" is the same backend posing as a device, so that the device
+ * paths of net.c (its own parameter copy in the device layout, output
+ * mirrors, transfers) run and are tested without a GPU: host_memory is 0
+ * and, like cuDNN's tensor-core kernels, it refuses parameter pointers that
+ * are not aligned (the layout net.c gives a device). Results equal "cpu"'s
+ * bit for bit. */
 #include "backend.h"
 #include "optim.h"
 
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +23,43 @@
 
 typedef struct {
     int failed;
+    int staged;
+    char misaligned[96]; /* staged: the first misaligned parameter pointer's role */
 } cpu_ctx;
+
+#define STAGED_ALIGN 64 /* bytes: what net.c's device layout gives every parameter tensor */
 
 static float *cpu_alloc(backend *b, size_t n)
 {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) ((cpu_ctx *)b->ctx)->failed = 1;
+    cpu_ctx *cx = b->ctx;
+    float *p;
+    if (cx->staged) { /* aligned like a device allocation */
+        size_t bytes = ((n ? n : 1) * sizeof(float) + STAGED_ALIGN - 1) / STAGED_ALIGN * STAGED_ALIGN;
+        if ((p = aligned_alloc(STAGED_ALIGN, bytes))) memset(p, 0, bytes);
+    } else {
+        p = calloc(n ? n : 1, sizeof(float));
+    }
+    if (!p) cx->failed = 1;
     return p;
+}
+
+/* Staged: records a parameter pointer (weights, BN parameters and
+ * statistics, their gradients) that is not aligned as a device needs. */
+static void aligned(backend *b, const void *p, const char *role)
+{
+    cpu_ctx *cx = b->ctx;
+    if (cx->staged && p && ((uintptr_t)p % STAGED_ALIGN) && !cx->misaligned[0])
+        snprintf(cx->misaligned, sizeof cx->misaligned, "%s pointer not %d-byte aligned", role, STAGED_ALIGN);
 }
 static void cpu_release(backend *b, void *p) { (void)b, free(p); }
 static void cpu_upload(backend *b, float *d, const float *h, size_t n) { (void)b, memcpy(d, h, n * sizeof(float)); }
 static void cpu_download(backend *b, float *h, const float *s, size_t n) { (void)b, memcpy(h, s, n * sizeof(float)); }
 static void cpu_sync(backend *b) { (void)b; }
-static const char *cpu_error(backend *b) { return ((cpu_ctx *)b->ctx)->failed ? "out of memory" : NULL; }
+static const char *cpu_error(backend *b)
+{
+    cpu_ctx *cx = b->ctx;
+    return cx->failed ? "out of memory" : cx->misaligned[0] ? cx->misaligned : NULL;
+}
 static size_t cpu_bytes(backend *b) { (void)b; return ops_workspace_bytes(); }
 static size_t cpu_peak(backend *b)
 {
@@ -69,12 +101,14 @@ static void cpu_axpb(backend *b, float *y, const float *x, float a, float c, siz
 static void cpu_conv_fwd(backend *b, const float *x, shape4 xs, const float *w, const float *bias, int oc, int k,
                          int stride, float *y)
 {
-    (void)b, conv2d_fwd(x, xs, w, bias, oc, k, stride, y, NULL);
+    aligned(b, w, "conv weight"), aligned(b, bias, "conv bias");
+    conv2d_fwd(x, xs, w, bias, oc, k, stride, y, NULL);
 }
 static void cpu_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
                          const float *dy, float *dx, float *dw, float *dbias)
 {
-    (void)b, conv2d_bwd(x, xs, w, oc, k, stride, dy, dx, dw, dbias, NULL);
+    aligned(b, w, "conv weight"), aligned(b, dw, "conv weight gradient"), aligned(b, dbias, "conv bias gradient");
+    conv2d_bwd(x, xs, w, oc, k, stride, dy, dx, dw, dbias, NULL);
 }
 /* Not fused on the CPU: the same three ops as the training path, so eval
  * results do not depend on which entry the tape used. */
@@ -82,7 +116,8 @@ static void cpu_conv_bn_eval(backend *b, const float *x, shape4 xs, const float 
                              const float *gamma, const float *beta, const float *mean, const float *var, float eps,
                              int relu, float *y)
 {
-    (void)b;
+    aligned(b, w, "conv weight"), aligned(b, gamma, "bn weight"), aligned(b, beta, "bn bias");
+    aligned(b, mean, "bn running mean"), aligned(b, var, "bn running variance");
     shape4 ys = conv2d_out_shape(xs, oc, k, stride);
     conv2d_fwd(x, xs, w, NULL, oc, k, stride, y, NULL);
     batchnorm_fwd_eval(y, ys, gamma, beta, mean, var, eps, y);
@@ -91,17 +126,22 @@ static void cpu_conv_bn_eval(backend *b, const float *x, shape4 xs, const float 
 static void cpu_bn_train(backend *b, const float *x, shape4 s, const float *g, const float *be, float *rm, float *rv,
                          float mom, float eps, float *y, float *sm, float *si)
 {
-    (void)b, batchnorm_fwd_train(x, s, g, be, rm, rv, mom, eps, y, sm, si);
+    aligned(b, g, "bn weight"), aligned(b, be, "bn bias"), aligned(b, rm, "bn running mean");
+    aligned(b, rv, "bn running variance");
+    batchnorm_fwd_train(x, s, g, be, rm, rv, mom, eps, y, sm, si);
 }
 static void cpu_bn_eval(backend *b, const float *x, shape4 s, const float *g, const float *be, const float *rm,
                         const float *rv, float eps, float *y)
 {
-    (void)b, batchnorm_fwd_eval(x, s, g, be, rm, rv, eps, y);
+    aligned(b, g, "bn weight"), aligned(b, be, "bn bias"), aligned(b, rm, "bn running mean");
+    aligned(b, rv, "bn running variance");
+    batchnorm_fwd_eval(x, s, g, be, rm, rv, eps, y);
 }
 static void cpu_bn_bwd(backend *b, const float *x, shape4 s, const float *g, const float *sm, const float *si,
                        const float *dy, float *dx, float *dg, float *db)
 {
-    (void)b, batchnorm_bwd(x, s, g, sm, si, dy, dx, dg, db);
+    aligned(b, g, "bn weight"), aligned(b, dg, "bn weight gradient"), aligned(b, db, "bn bias gradient");
+    batchnorm_bwd(x, s, g, sm, si, dy, dx, dg, db);
 }
 static void cpu_relu_fwd(backend *b, const float *x, size_t n, float *y) { (void)b, relu_fwd(x, n, y); }
 static void cpu_relu_bwd(backend *b, const float *y, const float *dy, size_t n, float *dx)
@@ -167,12 +207,14 @@ static void cpu_blk_bwd(backend *b, const float *dy, shape4 xs, int g, float *dx
 }
 static void cpu_lin_fwd(backend *b, const float *x, int n, int in, const float *w, const float *bias, int out, float *y)
 {
-    (void)b, linear_fwd(x, n, in, w, bias, out, y);
+    aligned(b, w, "linear weight"), aligned(b, bias, "linear bias");
+    linear_fwd(x, n, in, w, bias, out, y);
 }
 static void cpu_lin_bwd(backend *b, const float *x, int n, int in, const float *w, int out, const float *dy, float *dx,
                         float *dw, float *db)
 {
-    (void)b, linear_bwd(x, n, in, w, out, dy, dx, dw, db);
+    aligned(b, w, "linear weight"), aligned(b, dw, "linear weight gradient"), aligned(b, db, "linear bias gradient");
+    linear_bwd(x, n, in, w, out, dy, dx, dw, db);
 }
 static void cpu_ce(backend *b, const float *lg, int n, int k, const int32_t *lab, float scale, float *dl, float *loss)
 {
@@ -199,7 +241,7 @@ static void cpu_adamw(backend *b, float *w, const float *g, float *m, float *v, 
     }
 }
 
-backend *backend_cpu_create(const backend_options *opt)
+static backend *cpu_create(const backend_options *opt, int staged)
 {
     backend *b = calloc(1, sizeof *b);
     cpu_ctx *cx = calloc(1, sizeof *cx);
@@ -210,9 +252,10 @@ backend *backend_cpu_create(const backend_options *opt)
     if (opt) b->opt = *opt;
     b->opt.prec = PREC_FP32;
     if (b->opt.threads > 0) ops_set_threads(b->opt.threads);
-    b->name = "cpu";
-    b->host_memory = 1;
-    snprintf(b->desc, sizeof b->desc, "cpu:%d", ops_threads());
+    cx->staged = staged;
+    b->name = staged ? "cpu-staged" : "cpu";
+    b->host_memory = !staged;
+    snprintf(b->desc, sizeof b->desc, "%s:%d", b->name, ops_threads());
     b->ctx = cx;
     b->alloc = cpu_alloc, b->release = cpu_release, b->upload = cpu_upload, b->download = cpu_download;
     b->sync = cpu_sync, b->error = cpu_error, b->bytes_in_use = cpu_bytes, b->peak_bytes = cpu_peak;
@@ -233,6 +276,8 @@ backend *backend_cpu_create(const backend_options *opt)
     b->adamw = cpu_adamw;
     return b;
 }
+
+backend *backend_cpu_create(const backend_options *opt) { return cpu_create(opt, 0); }
 
 /* ---- opening a backend by name ---- */
 
@@ -279,12 +324,12 @@ static void *open_cuda_lib(char *err, size_t errlen)
 backend *backend_open(const char *device, const backend_options *opt, char *err, size_t errlen)
 {
     backend_options o = opt ? *opt : (backend_options){0};
-    if (!device || strcmp(device, "cpu") == 0) {
+    if (!device || strcmp(device, "cpu") == 0 || strcmp(device, "cpu-staged") == 0) {
         if (o.prec != PREC_FP32) {
             snprintf(err, errlen, "--precision %s needs --device cuda (the CPU computes in fp32)", precision_name(o.prec));
             return NULL;
         }
-        backend *b = backend_cpu_create(&o);
+        backend *b = cpu_create(&o, device && strcmp(device, "cpu-staged") == 0);
         if (!b) snprintf(err, errlen, "out of memory");
         return b;
     }

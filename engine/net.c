@@ -95,6 +95,8 @@ struct net {
     backend *be;
     int own_be;
     float *w;         /* parameters on the backend (p->data itself on the CPU) */
+    size_t *off;      /* where parameter tensor e starts in w, grad, m, v and mask (see layout()) */
+    size_t total;     /* floats in each of those buffers */
     float *grad;      /* d(Lt)/d(parameters), laid out like w */
     float *m, *v;     /* AdamW moments (allocated on the first step or net_opt_set) */
     uint8_t *mask;    /* 1 where trainable, for AdamW */
@@ -128,6 +130,16 @@ static void fail(net *t, const char *fmt, ...)
 }
 
 /* A backend buffer of at least need floats (contents not kept). */
+/* A backend allocation failed: the backend's own error when it has one (on
+ * a device an earlier failure makes every later call fail, and it is the
+ * cause worth reporting), else out of memory. */
+static void alloc_failed(net *t, size_t floats)
+{
+    const char *e = t->be->error(t->be);
+    if (e) fail(t, "%s: %s", t->be->desc, e);
+    else fail(t, "out of memory on %s (%zu floats)", t->be->desc, floats);
+}
+
 static double prof_now(void)
 {
     struct timespec ts;
@@ -160,7 +172,7 @@ static int grow(net *t, float **buf, size_t *cap, size_t need)
     t->be->release(t->be, *buf);
     *cap = 0;
     if (!(*buf = t->be->alloc(t->be, need ? need : 1))) {
-        fail(t, "out of memory on %s (%zu floats)", t->be->desc, need);
+        alloc_failed(t, need);
         return -1;
     }
     *cap = need;
@@ -263,7 +275,8 @@ static const param_entry *param(net *t, const char *fmt, ...)
     return e;
 }
 
-static float *P(net *t, const param_entry *e) { return e ? t->w + e->offset : NULL; }
+static size_t OFF(const net *t, const param_entry *e) { return t->off[e - t->p->entries]; }
+static float *P(net *t, const param_entry *e) { return e ? t->w + OFF(t, e) : NULL; }
 
 /* A backend op of the forward pass; skipped in a dry run (which only records
  * the tape and the shapes, for the eval memory plan). */
@@ -557,6 +570,47 @@ static void run_forward(net *t, int x)
 
 static void release(net *t, void *buf) { t->be->release(t->be, buf); }
 
+/* The layout of the net's parameter-shaped buffers. On the CPU, p->data's
+ * own (w is p->data). On a device each tensor starts on a 64-byte boundary:
+ * p->data packs tensors with no gaps (a 1-float bias shifts every later one),
+ * and cuDNN's tensor-core kernels want 16-byte aligned pointers. The gaps
+ * stay zero and are masked from AdamW. */
+#define DEVICE_ALIGN 16 /* floats */
+static int layout(net *t)
+{
+    const model_params *p = t->p;
+    if (!(t->off = malloc((size_t)(p->n ? p->n : 1) * sizeof *t->off))) return -1;
+    size_t at = 0;
+    for (int e = 0; e < p->n; e++) {
+        if (t->be->host_memory) at = p->entries[e].offset;
+        else at = (at + DEVICE_ALIGN - 1) / DEVICE_ALIGN * DEVICE_ALIGN;
+        t->off[e] = at;
+        at += p->entries[e].numel;
+    }
+    t->total = t->be->host_memory ? p->total : at;
+    return 0;
+}
+
+/* Moves parameter-shaped data between host (p->data's layout) and a buffer
+ * of the net's layout, tensor by tensor unless the layouts agree. */
+static void params_upload(net *t, float *dev, const float *host)
+{
+    if (t->total == t->p->total) { t->be->upload(t->be, dev, host, t->total); return; }
+    for (int e = 0; e < t->p->n; e++) {
+        const param_entry *pe = &t->p->entries[e];
+        t->be->upload(t->be, dev + t->off[e], host + pe->offset, pe->numel);
+    }
+}
+
+static void params_download(net *t, float *host, const float *dev)
+{
+    if (t->total == t->p->total) { t->be->download(t->be, host, dev, t->total); return; }
+    for (int e = 0; e < t->p->n; e++) {
+        const param_entry *pe = &t->p->entries[e];
+        t->be->download(t->be, host + pe->offset, dev + t->off[e], pe->numel);
+    }
+}
+
 net *net_create_on(model_params *p, backend *be)
 {
     if (!p || !p->data) return NULL;
@@ -568,13 +622,17 @@ net *net_create_on(model_params *p, backend *be)
         if (!(t->be = backend_cpu_create(NULL))) { free(t); return NULL; }
         t->own_be = 1;
     }
+    if (layout(t)) {
+        net_free(t);
+        return NULL;
+    }
     if (t->be->host_memory) {
         t->w = p->data;
-    } else if (!(t->w = t->be->alloc(t->be, p->total))) {
+    } else if (!(t->w = t->be->alloc(t->be, t->total))) {
         net_free(t);
         return NULL;
     } else {
-        t->be->upload(t->be, t->w, p->data, p->total);
+        params_upload(t, t->w, p->data);
     }
     return t;
 }
@@ -603,6 +661,7 @@ void net_free(net *t)
         if (t->own_be) backend_close(t->be);
     }
     for (int k = 0; k < 3; k++) free(t->out[k].data);
+    free(t->off);
     free(t->eplan.bufs);
     free(t->gplan.bufs);
     free(t->slots);
@@ -816,9 +875,9 @@ size_t net_bytes(const net *t)
              (t->slots[i].grad && !t->slots[i].grad_borrowed ? t->slots[i].cap : 0);
     for (int k = 0; k < t->eplan.nbufs; k++) f += t->eplan.bufs[k].cap;
     for (int k = 0; k < t->gplan.nbufs; k++) f += t->gplan.bufs[k].cap;
-    if (t->grad) f += t->p->total;
-    if (t->m) f += 2 * t->p->total;
-    if (t->w != t->p->data) f += t->p->total;
+    if (t->grad) f += t->total;
+    if (t->m) f += 2 * t->total;
+    if (t->w != t->p->data) f += t->total;
     return f * sizeof(float) + t->be->bytes_in_use(t->be);
 }
 
@@ -840,7 +899,10 @@ static int ensure_grad(net *t, int i)
         return 0;
     }
     if (s->grad_borrowed) s->grad = NULL, s->grad_borrowed = 0;
-    if (!s->grad && !(s->grad = t->be->alloc(t->be, s->cap ? s->cap : 1))) { fail(t, "out of memory"); return -1; }
+    if (!s->grad && !(s->grad = t->be->alloc(t->be, s->cap ? s->cap : 1))) {
+        alloc_failed(t, s->cap);
+        return -1;
+    }
     return 0;
 }
 
@@ -902,7 +964,7 @@ static void land(net *t, int i, float *d)
     s->has_grad = 1;
 }
 
-static float *G(const param_entry *e, float *grad) { return e ? grad + e->offset : NULL; }
+static float *G(const net *t, const param_entry *e, float *grad) { return e ? grad + OFF(t, e) : NULL; }
 
 static void backward_node(net *t, const node *nd, float *grad)
 {
@@ -917,7 +979,7 @@ static void backward_node(net *t, const node *nd, float *grad)
     switch (nd->k) {
     case OP_CONV: {
         int oc = nd->w->shape[0], k = nd->w->shape[2];
-        be->conv2d_bwd(be, x, xs, P(t, nd->w), oc, k, nd->stride, dy, da, G(nd->w, grad), G(nd->bias, grad));
+        be->conv2d_bwd(be, x, xs, P(t, nd->w), oc, k, nd->stride, dy, da, G(t, nd->w, grad), G(t, nd->bias, grad));
         break;
     }
     case OP_BN: {
@@ -928,7 +990,7 @@ static void backward_node(net *t, const node *nd, float *grad)
         }
         const float *aux = D(t, nd->aux);
         /* da is the slot's own buffer or tmp, never tmp2 */
-        be->bn_bwd(be, x, xs, P(t, nd->w), aux, aux + xs.c, g, da, G(nd->w, grad), G(nd->bias, grad));
+        be->bn_bwd(be, x, xs, P(t, nd->w), aux, aux + xs.c, g, da, G(t, nd->w, grad), G(t, nd->bias, grad));
         break;
     }
     case OP_RELU: be->relu_bwd(be, sy->data, dy, nx, da); break;
@@ -946,8 +1008,8 @@ static void backward_node(net *t, const node *nd, float *grad)
     case OP_AVGBLOCK: be->avgpool_block_bwd(be, dy, xs, nd->g, da); break;
     case OP_AVGGLOBAL: be->avgpool_global_bwd(be, dy, xs, da); break;
     case OP_LINEAR:
-        be->linear_bwd(be, x, xs.n, xs.c * xs.h * xs.w, P(t, nd->w), nd->w->shape[0], dy, da, G(nd->w, grad),
-                       G(nd->bias, grad));
+        be->linear_bwd(be, x, xs.n, xs.c * xs.h * xs.w, P(t, nd->w), nd->w->shape[0], dy, da, G(t, nd->w, grad),
+                       G(t, nd->bias, grad));
         break;
     case OP_QCROP:
         be->fill(be, da, 0.0f, nx);
@@ -978,8 +1040,8 @@ int net_backward(net *t, float *grad)
 {
     if (!t || !t->have_loss) return -1;
     prof_begin(t);
-    if (!t->grad && grow(t, &t->grad, &(size_t){0}, t->p->total)) return -1;
-    t->be->fill(t->be, t->grad, 0.0f, t->p->total);
+    if (!t->grad && grow(t, &t->grad, &(size_t){0}, t->total)) return -1;
+    t->be->fill(t->be, t->grad, 0.0f, t->total);
     /* Both temporaries (tmp2 also holds the BN+ReLU product) fit the largest slot. */
     size_t big = 0;
     for (int i = 0; i < t->nused; i++)
@@ -995,7 +1057,7 @@ int net_backward(net *t, float *grad)
     }
     ops_set_winograd(wg);
     t->have_loss = 0; /* one backward per loss */
-    if (!t->fail && grad) t->be->download(t->be, grad, t->grad, t->p->total);
+    if (!t->fail && grad) params_download(t, grad, t->grad);
     return check_backend(t);
 }
 
@@ -1004,15 +1066,15 @@ int net_backward(net *t, float *grad)
 static int opt_alloc(net *t)
 {
     if (t->m) return 0;
-    size_t z = 0, mb = (t->p->total + sizeof(float) - 1) / sizeof(float);
-    if (grow(t, &t->m, &(size_t){0}, t->p->total) || grow(t, &t->v, &(size_t){0}, t->p->total) ||
+    size_t z = 0, mb = (t->total + sizeof(float) - 1) / sizeof(float);
+    if (grow(t, &t->m, &(size_t){0}, t->total) || grow(t, &t->v, &(size_t){0}, t->total) ||
         grow(t, (float **)&t->mask, &z, mb))
         return -1;
     uint8_t *host = calloc(mb, sizeof(float));
     if (!host) { fail(t, "out of memory"); return -1; }
     for (int e = 0; e < t->p->n; e++) {
         const param_entry *pe = &t->p->entries[e];
-        if (pe->trainable) memset(host + pe->offset, 1, pe->numel);
+        if (pe->trainable) memset(host + t->off[e], 1, pe->numel);
     }
     t->be->upload(t->be, (float *)t->mask, (const float *)(const void *)host, mb);
     free(host);
@@ -1025,7 +1087,7 @@ int net_step(net *t, long step, double lr, const adamw_config *c)
     if (opt_alloc(t)) return -1;
     prof_begin(t);
     const adamw_coef k = adamw_coefs(step, lr, c);
-    t->be->adamw(t->be, t->w, t->grad, t->m, t->v, t->mask, t->p->total, &k);
+    t->be->adamw(t->be, t->w, t->grad, t->m, t->v, t->mask, t->total, &k);
     prof_charge(t, &t->prof.adamw);
     return check_backend(t);
 }
@@ -1033,8 +1095,8 @@ int net_step(net *t, long step, double lr, const adamw_config *c)
 int net_opt_set(net *t, const float *m, const float *v)
 {
     if (opt_alloc(t)) return -1;
-    t->be->upload(t->be, t->m, m, t->p->total);
-    t->be->upload(t->be, t->v, v, t->p->total);
+    params_upload(t, t->m, m);
+    params_upload(t, t->v, v);
     return check_backend(t);
 }
 
@@ -1045,20 +1107,20 @@ int net_opt_get(net *t, float *m, float *v)
         memset(v, 0, t->p->total * sizeof(float));
         return 0;
     }
-    t->be->download(t->be, m, t->m, t->p->total);
-    t->be->download(t->be, v, t->v, t->p->total);
+    params_download(t, m, t->m);
+    params_download(t, v, t->v);
     return check_backend(t);
 }
 
 int net_params_get(net *t)
 {
-    if (t->w != t->p->data) t->be->download(t->be, t->p->data, t->w, t->p->total);
+    if (t->w != t->p->data) params_download(t, t->p->data, t->w);
     return check_backend(t);
 }
 
 int net_params_set(net *t)
 {
-    if (t->w != t->p->data) t->be->upload(t->be, t->w, t->p->data, t->p->total);
+    if (t->w != t->p->data) params_upload(t, t->w, t->p->data);
     return check_backend(t);
 }
 

@@ -59,14 +59,15 @@ static double nmse(const float *b, const float *r, size_t n)
 }
 
 static double g_floor, g_unit;
+static int g_exact; /* B computes exactly as the CPU (cpu-staged): every tensor must be equal */
 
 /* One tensor: B against the CPU, with the CPU's perturbed run as yardstick. */
 static int check(const char *what, const char *name, const float *b, const float *r, const float *rp, size_t n)
 {
-    double e = nmse(b, r, n), cond = nmse(rp, r, n), bound = fmax(g_floor, 100.0 * cond);
+    double e = nmse(b, r, n), cond = nmse(rp, r, n), bound = g_exact ? 0.0 : fmax(g_floor, 100.0 * cond);
     int ok = e <= bound && !isnan(e);
     printf("# %s %-34s nmse %.3g  cond %.3g  bound %.3g (%s)%s\n", what, name, e, cond, bound,
-           bound == g_floor ? "floor" : "conditioning", ok ? "" : "  FAIL");
+           g_exact ? "exact" : bound == g_floor ? "floor" : "conditioning", ok ? "" : "  FAIL");
     return ok;
 }
 
@@ -237,6 +238,7 @@ int main(int argc, char **argv)
     }
     g_unit = o.prec == PREC_BF16 ? ldexp(1, -7) : o.prec == PREC_TF32 ? ldexp(1, -10) : ldexp(1, -22);
     g_floor = o.prec == PREC_BF16 ? 1e-4 : o.prec == PREC_TF32 ? 1e-6 : 1e-10;
+    g_exact = strcmp(be->name, "cpu-staged") == 0;
     printf("# B = %s; config %s, batch %d, %d steps; floor %.0e, perturbation %.3g\n", be->desc, cname, n, steps,
            g_floor, g_unit);
 
@@ -291,8 +293,14 @@ int main(int argc, char **argv)
     }
     /* The eval memory plan: eval forwards run in shared buffers; the second
      * one at a batch (buffers holding the first one's values) must give what
-     * a net without the plan gives, bit for bit. */
-    {
+     * a net without the plan gives, bit for bit. Bitwise comparisons need a
+     * backend whose reruns are bit-identical: the CPU, or --deterministic. */
+    if (!det && strncmp(be->name, "cpu", 3) != 0) {
+        static const char *what[3] = {"eval memory plan", "gradient memory plan", "eval plan serving a smaller batch"};
+        for (int k = 0; k < 3; k++)
+            printf("ok %d - %s # SKIP bitwise, and %s is not deterministic: run with --deterministic\n", ++ntest,
+                   what[k], be->desc);
+    } else {
         model_params pa, pb;
         model_params_init(&pa, &cfg), model_params_init(&pb, &cfg);
         memcpy(pa.data, p0.data, p0.total * sizeof(float)), memcpy(pb.data, p0.data, p0.total * sizeof(float));

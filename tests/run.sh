@@ -25,6 +25,7 @@ exec prove --timer \
     "$TEST_BUILD/test_data" \
     "$TEST_BUILD/test_backend" \
     "$TEST_BUILD/net_parity" \
+    tests/net_parity_staged.sh \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \

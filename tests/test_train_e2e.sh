@@ -41,7 +41,7 @@ bad() {
 q() { sqlite3 "$T/d.sqlite" "$1"; }
 losses() { cut -d, -f1-7 "$1"; } # log.csv without the seconds column
 
-echo "1..22"
+echo "1..26"
 check "fixture: 2000 faces, RAF-DB layout" "$MS" fixture --layout rafdb --n 2000 --seed 5 "$T/raf"
 check "masksynth init" "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/raf/protocol.csv" --db "$T/d.sqlite"
 check "masksynth --split all (dlib landmarks, masks, alpha maps)" "$MS" --split all --db "$T/d.sqlite" --out "$T/masked" --threads 2
@@ -79,6 +79,32 @@ check "1 epoch, 2 threads, then --resume to 2" sh -c "'$FB' train --config fopm-
 if [ "$(losses "$T/a/log.csv")" = "$(losses "$T/b/log.csv")" ] && cmp -s "$T/a/best.safetensors" "$T/b/best.safetensors"; then
     ok "same seed: same loss trajectory and byte-identical weights (1 thread vs 2 threads + resume)"
 else nok "same loss trajectory" "$(losses "$T/a/log.csv")" "$(losses "$T/b/log.csv")"; fi
+# The device paths of ferbench and net.c (the net's own parameter copy in the
+# device layout, transfers, checkpoints and resume from it) on the CPU
+# backend posing as a device: the same bytes as the plain CPU.
+check "cpu-staged: 1 epoch, then --resume to 2" sh -c "'$FB' train --config fopm-tiny --db '$T/d.sqlite' --out '$T/s' \
+    --epochs 1 --threads 2 --device cpu-staged && '$FB' train --config fopm-tiny --db '$T/d.sqlite' --out '$T/s' \
+    --epochs 2 --threads 2 --resume --device cpu-staged"
+# same_tensors A B: the same tensor table and data bytes (weights, AdamW moments); metadata may differ (run ids)
+same_tensors() {
+    $PY - "$1" "$2" <<'PYEOF'
+import json, struct, sys
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h.pop("__metadata__", None)
+    return h, b[8 + n:]
+sys.exit(0 if read(sys.argv[1]) == read(sys.argv[2]) else 1)
+PYEOF
+}
+if [ "$(losses "$T/a/log.csv")" = "$(losses "$T/s/log.csv")" ] && cmp -s "$T/a/best.safetensors" "$T/s/best.safetensors" &&
+    same_tensors "$T/a/last.ckpt.safetensors" "$T/s/last.ckpt.safetensors"; then
+    ok "--device cpu-staged: the same losses, weights and checkpoint tensors (moments too) as --device cpu"
+else nok "cpu-staged training differs from cpu" "$(losses "$T/s/log.csv")"; fi
+check "ferbench run --device cpu-staged" "$FB" run --weights "$T/run/best.safetensors" --db "$T/d.sqlite" \
+    --split test --out "$T/pred3.csv" --threads 2 --device cpu-staged
+cmp -s "$T/pred.csv" "$T/pred3.csv" && ok "predictions byte-identical on cpu-staged and cpu" || nok "cpu-staged predictions differ"
 bad "train into a folder that has a checkpoint, without --resume" "exists" \
     "$FB" train --config fopm-tiny --db "$T/d.sqlite" --out "$T/a" --epochs 2
 bad "--resume with another learning rate" "different options" \

@@ -89,7 +89,17 @@ void cu_free(backend *b, void *p)
     if (!p) return;
     cuda_ctx *cx = CX(b);
     untrack(cx, p);
-    cudaFreeAsync(p, cx->stream);
+    cu_check(b, cudaFreeAsync(p, cx->stream), "cudaFreeAsync");
+}
+
+void cu_trim(backend *b)
+{
+    cudaMemPool_t pool;
+    int dev = 0;
+    if (CX(b)->failed || cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize")) return;
+    if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess)
+        cudaMemPoolTrimTo(pool, 0);
+    (void)cudaGetLastError(); /* trimming is only an offer */
 }
 
 static float *cu_alloc(backend *b, size_t n)
@@ -243,6 +253,7 @@ extern "C" backend *fb_backend_cuda_create(const backend_options *opt, char *err
     uint64_t keep = UINT64_MAX;
     if (cudaDeviceGetDefaultMemPool(&pool, opt->device) == cudaSuccess)
         cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    (void)cudaGetLastError(); /* a failure above only costs speed: do not let a later launch take the blame */
     if (!cu_check(b, cudaStreamCreateWithFlags(&cx->stream, cudaStreamNonBlocking), "cudaStreamCreate") &&
         blas_ok(b, cublasCreate(&cx->blas), "cublasCreate") &&
         blas_ok(b, cublasSetStream(cx->blas, cx->stream), "cublasSetStream") &&

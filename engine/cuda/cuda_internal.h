@@ -42,6 +42,10 @@ int cu_check(backend *b, cudaError_t e, const char *what);
 /* Device memory through the backend's accounting (NULL on failure, error set). */
 void *cu_malloc(backend *b, size_t bytes);
 void cu_free(backend *b, void *p);
+/* Waits for the stream and hands the pool's unused memory back to the
+ * device, so that cuDNN's algorithm search (which allocates its own
+ * buffers) sees all the free memory there is. */
+void cu_trim(backend *b);
 
 /* ---- cudnn_ops.cu ---- */
 int dnn_create(backend *b);

@@ -7,9 +7,11 @@
  *   tf32  FP32 tensors, tensor-core math allowed (TF32)
  *   bf16  inputs and weights cast to BF16 (kernels.cu), BF16 output cast
  *         back to FP32; weight gradients land in FP32 (master weights)
- * Algorithms: cudnnFind* once per (direction, shape, precision), cached;
- * the fastest one that fits the workspace cap, whose math type matches the
- * precision, and (with --deterministic) that is deterministic. One shared
+ * Algorithms: searched once per (direction, shape, precision), cached: by
+ * cudnnFind* (the fastest that fits the workspace cap and whose math type
+ * matches the precision) or, with --deterministic, by cuDNN's heuristics
+ * (the first deterministic one: the same choice in every run). In bf16 a
+ * shape without a BF16 algorithm runs in FP32 with TF32 math. One shared
  * workspace grows to the largest chosen algorithm's need.
  * Batch norm: CUDNN_BATCHNORM_SPATIAL, FP32 always (PyTorch's convention:
  * running variance updated with the unbiased batch variance). */
@@ -24,10 +26,12 @@
 enum { DIR_FWD, DIR_BWD_DATA, DIR_BWD_FILTER };
 
 typedef struct {
-    int dir, prec, det, n, c, h, w, oc, k, stride;
+    int dir, prec, det, n, c, h, w, oc, k, stride; /* the key */
     int algo;
     cudnnMathType_t math;
     size_t ws;
+    int f32;     /* bf16 only: no BF16 algorithm for this shape, it runs in FP32 tensors with TF32 math */
+    int unfused; /* eval: cuDNN refused to fuse bias + ReLU with this algorithm */
 } algo_entry;
 
 struct cudnn_state {
@@ -120,11 +124,10 @@ static int set_tensor(backend *b, cudnnTensorDescriptor_t t, cudnnDataType_t dt,
 static cudnnDataType_t data_type(backend *b) { return b->opt.prec == PREC_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; }
 static cudnnMathType_t math_type(backend *b) { return b->opt.prec == PREC_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH; }
 
-/* x [n,c,h,w] (xd), w [oc,c,k,k] (wd), conv (cd), y (yd) for this precision. */
-static int set_conv(backend *b, shape4 xs, int oc, int k, int stride)
+/* x [n,c,h,w] (xd), w [oc,c,k,k] (wd), conv (cd), y (yd) in data type dt. */
+static int set_conv(backend *b, shape4 xs, int oc, int k, int stride, cudnnDataType_t dt)
 {
     cudnn_state *d = DNN(b);
-    cudnnDataType_t dt = data_type(b);
     shape4 ys = conv2d_out_shape(xs, oc, k, stride);
     return set_tensor(b, d->xd, dt, xs.n, xs.c, xs.h, xs.w) && set_tensor(b, d->yd, dt, ys.n, ys.c, ys.h, ys.w) &&
            ok(b, cudnnSetFilter4dDescriptor(d->wd, dt, CUDNN_TENSOR_NCHW, oc, xs.c, k, k), "cudnnSetFilter4dDescriptor") &&
@@ -136,7 +139,7 @@ static int set_conv(backend *b, shape4 xs, int oc, int k, int stride)
 
 /* ---- algorithm choice ---- */
 
-/* Whether a Find result may be used: it ran, fits, is not a tensor-op
+/* Whether a search result may be used: it ran, fits, is not a tensor-op
  * result in fp32 (which then runs with CUDNN_FMA_MATH, see prepare), and is
  * deterministic when asked. */
 static int usable(backend *b, cudnnStatus_t st, size_t mem, cudnnDeterminism_t det, cudnnMathType_t math)
@@ -147,80 +150,122 @@ static int usable(backend *b, cudnnStatus_t st, size_t mem, cudnnDeterminism_t d
     return 1;
 }
 
-/* The cached algorithm of (dir, shape), found on first use; the descriptors
- * must be set (set_conv). NULL after an error. */
-static const algo_entry *algo_for(backend *b, int dir, shape4 xs, int oc, int k, int stride)
+/* The first usable entry of r[0..got) (any of cuDNN's three perf structs) into key. */
+#define PICK(r, got)                                                                                   \
+    for (int i_ = 0; i_ < (got) && !*found; i_++)                                                      \
+        if (usable(b, r[i_].status, r[i_].memory, r[i_].determinism, r[i_].mathType))                  \
+            key->algo = (int)r[i_].algo, key->math = r[i_].mathType, key->ws = r[i_].memory, *found = 1
+
+/* Searches an algorithm for the prepared descriptors. Normally cudnnFind*
+ * (each candidate timed, the fastest usable kept). With --deterministic,
+ * cuDNN's heuristics instead (cudnnGet*_v7): timings vary between runs, so
+ * Find could pick another deterministic algorithm, with other bits, in the
+ * next process; the heuristics' order is fixed for a GPU and cuDNN. */
+static cudnnStatus_t search(backend *b, int dir, algo_entry *key, int *found)
+{
+    cudnn_state *d = DNN(b);
+    enum { MAXR = 16 };
+    int got = 0;
+    const int heur = b->opt.deterministic;
+    cudnnStatus_t st;
+    *found = 0;
+    if (!heur) cu_trim(b); /* Find allocates its own buffers: give it the pool's idle memory */
+    if (dir == DIR_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t r[MAXR];
+        st = heur ? cudnnGetConvolutionForwardAlgorithm_v7(d->h, d->xd, d->wd, d->cd, d->yd, MAXR, &got, r)
+                  : cudnnFindConvolutionForwardAlgorithm(d->h, d->xd, d->wd, d->cd, d->yd, MAXR, &got, r);
+        if (st == CUDNN_STATUS_SUCCESS) PICK(r, got);
+    } else if (dir == DIR_BWD_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t r[MAXR];
+        st = heur ? cudnnGetConvolutionBackwardDataAlgorithm_v7(d->h, d->wd, d->yd, d->cd, d->xd, MAXR, &got, r)
+                  : cudnnFindConvolutionBackwardDataAlgorithm(d->h, d->wd, d->yd, d->cd, d->xd, MAXR, &got, r);
+        if (st == CUDNN_STATUS_SUCCESS) PICK(r, got);
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t r[MAXR];
+        st = heur ? cudnnGetConvolutionBackwardFilterAlgorithm_v7(d->h, d->xd, d->yd, d->cd, d->wd, MAXR, &got, r)
+                  : cudnnFindConvolutionBackwardFilterAlgorithm(d->h, d->xd, d->yd, d->cd, d->wd, MAXR, &got, r);
+        if (st == CUDNN_STATUS_SUCCESS) PICK(r, got);
+    }
+    return st;
+}
+#undef PICK
+
+static algo_entry *cached(cudnn_state *d, const algo_entry *key)
+{
+    for (int i = 0; i < d->nalgos; i++) {
+        algo_entry *e = &d->algos[i];
+        if (e->dir == key->dir && e->prec == key->prec && e->det == key->det && e->n == key->n && e->c == key->c &&
+            e->h == key->h && e->w == key->w && e->oc == key->oc && e->k == key->k && e->stride == key->stride)
+            return e;
+    }
+    return NULL;
+}
+
+/* The algorithm of (dir, shape) into *out, searched on first use (the
+ * descriptors must be set for this precision: set_conv). In bf16, a shape
+ * with no BF16 algorithm (odd channel counts can have none) runs in FP32
+ * tensors with TF32 math instead (out->f32). 0 after an error. */
+static int algo_for(backend *b, int dir, shape4 xs, int oc, int k, int stride, algo_entry *out)
 {
     cudnn_state *d = DNN(b);
     algo_entry key = {dir, (int)b->opt.prec, b->opt.deterministic, xs.n, xs.c, xs.h, xs.w, oc, k, stride, 0,
-                      CUDNN_DEFAULT_MATH, 0};
-    for (int i = 0; i < d->nalgos; i++) {
-        const algo_entry *e = &d->algos[i];
-        if (e->dir == key.dir && e->prec == key.prec && e->det == key.det && e->n == key.n && e->c == key.c &&
-            e->h == key.h && e->w == key.w && e->oc == key.oc && e->k == key.k && e->stride == key.stride)
-            return e;
+                      CUDNN_DEFAULT_MATH, 0, 0, 0};
+    const algo_entry *e = cached(d, &key);
+    if (e) {
+        *out = *e;
+        return 1;
     }
-    enum { MAXR = 16 };
-    int got = 0, found = 0;
-    cudnnStatus_t st;
-    if (dir == DIR_FWD) {
-        cudnnConvolutionFwdAlgoPerf_t r[MAXR];
-        st = cudnnFindConvolutionForwardAlgorithm(d->h, d->xd, d->wd, d->cd, d->yd, MAXR, &got, r);
-        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got && !found; i++)
-            if (usable(b, r[i].status, r[i].memory, r[i].determinism, r[i].mathType))
-                key.algo = (int)r[i].algo, key.math = r[i].mathType, key.ws = r[i].memory, found = 1;
-    } else if (dir == DIR_BWD_DATA) {
-        cudnnConvolutionBwdDataAlgoPerf_t r[MAXR];
-        st = cudnnFindConvolutionBackwardDataAlgorithm(d->h, d->wd, d->yd, d->cd, d->xd, MAXR, &got, r);
-        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got && !found; i++)
-            if (usable(b, r[i].status, r[i].memory, r[i].determinism, r[i].mathType))
-                key.algo = (int)r[i].algo, key.math = r[i].mathType, key.ws = r[i].memory, found = 1;
-    } else {
-        cudnnConvolutionBwdFilterAlgoPerf_t r[MAXR];
-        st = cudnnFindConvolutionBackwardFilterAlgorithm(d->h, d->xd, d->yd, d->cd, d->wd, MAXR, &got, r);
-        for (int i = 0; st == CUDNN_STATUS_SUCCESS && i < got && !found; i++)
-            if (usable(b, r[i].status, r[i].memory, r[i].determinism, r[i].mathType))
-                key.algo = (int)r[i].algo, key.math = r[i].mathType, key.ws = r[i].memory, found = 1;
+    int found;
+    cudnnStatus_t st = search(b, dir, &key, &found);
+    if (!found && b->opt.prec == PREC_BF16) {
+        if (!set_conv(b, xs, oc, k, stride, CUDNN_DATA_FLOAT)) return 0;
+        key.f32 = 1;
+        st = search(b, dir, &key, &found);
     }
-    if (!ok(b, st, "cudnnFind*Algorithm")) return NULL;
+    if (!ok(b, st, b->opt.deterministic ? "cudnnGetConvolution*Algorithm_v7" : "cudnnFindConvolution*Algorithm"))
+        return 0;
     if (!found) {
         char what[160];
         snprintf(what, sizeof what, "no %s%s convolution algorithm for x [%d,%d,%d,%d], %d outputs, k %d, stride %d",
                  precision_name(b->opt.prec), b->opt.deterministic ? " deterministic" : "", xs.n, xs.c, xs.h, xs.w,
                  oc, k, stride);
         cu_fail(b, "cudnn", what);
-        return NULL;
+        return 0;
     }
     if (d->nalgos == d->cap_algos) {
         int nc = d->cap_algos ? 2 * d->cap_algos : 64;
         algo_entry *na = (algo_entry *)realloc(d->algos, (size_t)nc * sizeof *na);
-        if (!na) return cu_fail(b, "cudnn", "out of host memory"), (const algo_entry *)NULL;
+        if (!na) return cu_fail(b, "cudnn", "out of host memory"), 0;
         d->algos = na;
         d->cap_algos = nc;
     }
-    d->algos[d->nalgos] = key;
-    return &d->algos[d->nalgos++];
+    d->algos[d->nalgos++] = key;
+    *out = key;
+    return 1;
 }
 
-/* The descriptors for (shape, direction) with the chosen algorithm's math
- * type, and a workspace big enough for it. */
-static const algo_entry *prepare(backend *b, int dir, shape4 xs, int oc, int k, int stride)
+/* The descriptors for (shape, direction) in the data type and math type the
+ * chosen algorithm runs with, and a workspace big enough for it. */
+static int prepare(backend *b, int dir, shape4 xs, int oc, int k, int stride, algo_entry *e)
 {
     cudnn_state *d = DNN(b);
-    if (CX(b)->failed || !set_conv(b, xs, oc, k, stride)) return NULL;
-    const algo_entry *e = algo_for(b, dir, xs, oc, k, stride);
-    if (!e) return NULL;
+    if (CX(b)->failed || !set_conv(b, xs, oc, k, stride, data_type(b)) || !algo_for(b, dir, xs, oc, k, stride, e))
+        return 0;
+    if (e->f32 && !set_conv(b, xs, oc, k, stride, CUDNN_DATA_FLOAT)) return 0;
     cudnnMathType_t m = b->opt.prec == PREC_FP32 ? CUDNN_FMA_MATH : e->math; /* fp32: never TF32 */
-    if (!ok(b, cudnnSetConvolutionMathType(d->cd, m), "cudnnSetConvolutionMathType")) return NULL;
+    if (!ok(b, cudnnSetConvolutionMathType(d->cd, m), "cudnnSetConvolutionMathType")) return 0;
     if (e->ws > d->ws_size) {
         /* the old workspace may still be in use by queued work: free is stream-ordered in cu_free */
         cu_free(b, d->ws);
         d->ws_size = 0;
-        if (!(d->ws = cu_malloc(b, e->ws))) return NULL;
+        if (!(d->ws = cu_malloc(b, e->ws))) return 0;
         d->ws_size = e->ws;
     }
-    return e;
+    return 1;
 }
+
+/* Whether this call runs in BF16 (bf16, and the shape has a BF16 algorithm). */
+static int in_bf16(backend *b, const algo_entry *e) { return b->opt.prec == PREC_BF16 && !e->f32; }
 
 /* BF16 copies of n floats into a grown buffer. */
 static const uint16_t *to_bf16(backend *b, uint16_t **buf, size_t *cap, const float *x, size_t n)
@@ -236,11 +281,11 @@ static const float one = 1.0f, zero = 0.0f;
 static int conv_core(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride, float *y)
 {
     cudnn_state *d = DNN(b);
-    const algo_entry *e = prepare(b, DIR_FWD, xs, oc, k, stride);
-    if (!e) return 0;
-    cudnnConvolutionFwdAlgo_t algo = (cudnnConvolutionFwdAlgo_t)e->algo;
+    algo_entry e;
+    if (!prepare(b, DIR_FWD, xs, oc, k, stride, &e)) return 0;
+    cudnnConvolutionFwdAlgo_t algo = (cudnnConvolutionFwdAlgo_t)e.algo;
     size_t ny = shape4_numel(conv2d_out_shape(xs, oc, k, stride));
-    if (b->opt.prec != PREC_BF16)
+    if (!in_bf16(b, &e))
         return ok(b, cudnnConvolutionForward(d->h, &one, d->xd, x, d->wd, w, d->cd, algo, d->ws, d->ws_size, &zero,
                                              d->yd, y),
                   "cudnnConvolutionForward");
@@ -270,6 +315,9 @@ void dnn_conv_fwd(backend *b, const float *x, shape4 xs, const float *w, const f
     if (conv_core(b, x, xs, w, oc, k, stride, y) && bias) add_bias(b, bias, conv2d_out_shape(xs, oc, k, stride), y);
 }
 
+/* In BF16: dy goes to `bx` (cast once, for both directions), x to `by`
+ * then dx comes out of `by`; dW comes out in BF16 (`bw`) and is added to the
+ * FP32 gradient, then `bw` holds the BF16 weights for dx. */
 void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
                   const float *dy, float *dx, float *dw, float *dbias)
 {
@@ -284,22 +332,20 @@ void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc,
                 "cudnnConvolutionBackwardBias"))
             return;
     }
-    const int bf = b->opt.prec == PREC_BF16;
     const uint16_t *bdy = NULL;
-    if (bf && !(bdy = to_bf16(b, &d->bx, &d->bx_cap, dy, ny))) return; /* bx holds dy here */
+    algo_entry e;
     if (dw) {
-        const algo_entry *e = prepare(b, DIR_BWD_FILTER, xs, oc, k, stride);
-        if (!e) return;
-        cudnnConvolutionBwdFilterAlgo_t algo = (cudnnConvolutionBwdFilterAlgo_t)e->algo;
-        if (!bf) {
+        if (!prepare(b, DIR_BWD_FILTER, xs, oc, k, stride, &e)) return;
+        cudnnConvolutionBwdFilterAlgo_t algo = (cudnnConvolutionBwdFilterAlgo_t)e.algo;
+        if (!in_bf16(b, &e)) {
             if (!ok(b, cudnnConvolutionBackwardFilter(d->h, &one, d->xd, x, d->yd, dy, d->cd, algo, d->ws, d->ws_size,
                                                       &one, d->wd, dw),
                     "cudnnConvolutionBackwardFilter"))
                 return;
         } else {
-            /* x in BF16 goes to `by`; dW comes out in BF16 (`bw`) and is added to the FP32 gradient */
             const uint16_t *bxx = to_bf16(b, &d->by, &d->by_cap, x, nx);
-            if (!bxx || !grow(b, (void **)&d->bw, &d->bw_cap, nw, sizeof(uint16_t)) ||
+            if (!bxx || !(bdy = to_bf16(b, &d->bx, &d->bx_cap, dy, ny)) ||
+                !grow(b, (void **)&d->bw, &d->bw_cap, nw, sizeof(uint16_t)) ||
                 !ok(b, cudnnConvolutionBackwardFilter(d->h, &one, d->xd, bxx, d->yd, bdy, d->cd, algo, d->ws,
                                                       d->ws_size, &zero, d->wd, d->bw),
                     "cudnnConvolutionBackwardFilter"))
@@ -308,14 +354,14 @@ void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc,
         }
     }
     if (dx) {
-        const algo_entry *e = prepare(b, DIR_BWD_DATA, xs, oc, k, stride);
-        if (!e) return;
-        cudnnConvolutionBwdDataAlgo_t algo = (cudnnConvolutionBwdDataAlgo_t)e->algo;
-        if (!bf) {
+        if (!prepare(b, DIR_BWD_DATA, xs, oc, k, stride, &e)) return;
+        cudnnConvolutionBwdDataAlgo_t algo = (cudnnConvolutionBwdDataAlgo_t)e.algo;
+        if (!in_bf16(b, &e)) {
             ok(b, cudnnConvolutionBackwardData(d->h, &one, d->wd, w, d->yd, dy, d->cd, algo, d->ws, d->ws_size, &zero,
                                                d->xd, dx),
                "cudnnConvolutionBackwardData");
         } else {
+            if (!bdy && !(bdy = to_bf16(b, &d->bx, &d->bx_cap, dy, ny))) return;
             const uint16_t *bw = to_bf16(b, &d->bw, &d->bw_cap, w, nw);
             if (!bw || !grow(b, (void **)&d->by, &d->by_cap, nx, sizeof(uint16_t)) ||
                 !ok(b, cudnnConvolutionBackwardData(d->h, &one, d->wd, bw, d->yd, bdy, d->cd, algo, d->ws, d->ws_size,
@@ -329,8 +375,9 @@ void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc,
 
 /* Eval: BN folded into the weights and a bias (k_fold_bn), then one
  * cudnnConvolutionBiasActivationForward (conv + bias + ReLU) in fp32/tf32;
- * without ReLU, or in bf16, conv then bias (then ReLU) as separate calls
- * (the fused call allows only one algorithm for the identity activation). */
+ * without ReLU, in bf16, or where cuDNN will not fuse the chosen algorithm
+ * (any status of the NOT_SUPPORTED or BAD_PARAM categories: remembered, not
+ * retried), conv then bias (then ReLU) as separate calls. */
 void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
                       const float *gamma, const float *beta, const float *mean, const float *var, float eps,
                       int relu, float *y)
@@ -343,14 +390,20 @@ void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int
         return;
     k_fold_bn(b, w, oc, per_oc, gamma, beta, mean, var, eps, d->fw, d->fb);
     if (relu && b->opt.prec != PREC_BF16) {
-        const algo_entry *e = prepare(b, DIR_FWD, xs, oc, k, stride);
-        if (!e || !set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, oc, 1, 1)) return;
-        cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
-            d->h, &one, d->xd, x, d->wd, d->fw, d->cd, (cudnnConvolutionFwdAlgo_t)e->algo, d->ws, d->ws_size, &zero,
-            d->yd, y, d->bd, d->fb, d->relu, d->yd, y);
-        if (st != CUDNN_STATUS_NOT_SUPPORTED) { /* some algorithms are not fused: then the three steps below */
-            ok(b, st, "cudnnConvolutionBiasActivationForward");
-            return;
+        algo_entry e;
+        if (!prepare(b, DIR_FWD, xs, oc, k, stride, &e) || !set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, oc, 1, 1)) return;
+        if (!e.unfused) {
+            cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
+                d->h, &one, d->xd, x, d->wd, d->fw, d->cd, (cudnnConvolutionFwdAlgo_t)e.algo, d->ws, d->ws_size, &zero,
+                d->yd, y, d->bd, d->fb, d->relu, d->yd, y);
+            int cat = CUDNN_STATUS_CATEGORY((int)st);
+            if (st == CUDNN_STATUS_SUCCESS) return;
+            if (cat != CUDNN_STATUS_NOT_SUPPORTED && cat != CUDNN_STATUS_BAD_PARAM) {
+                ok(b, st, "cudnnConvolutionBiasActivationForward");
+                return;
+            }
+            algo_entry *c = cached(d, &e);
+            if (c) c->unfused = 1;
         }
     }
     if (!conv_core(b, x, xs, d->fw, oc, k, stride, y) || !add_bias(b, d->fb, ys, y)) return;

@@ -18,6 +18,7 @@
 #   4. ferbench bench --device cuda, fopm, batches 16/64/256, infer and
 #      train, fp32/tf32/bf16; the same with PyTorch eager (and
 #      torch.compile at batch 16) on the same GPU (bench/perf/gpu_peer.py)
+#   4b/4c. per-op profile (profile.txt); compute-sanitizer memcheck of test_backend if time is left
 #   5. the issue's targets: fopm inference at batch 16 <= 1.0 ms/image,
 #      >= 2x PyTorch eager, peak <= 2.1 GB; training step >= 1.5x eager
 # Files in $OUT: summary.txt (the verdicts), tests.txt (the TAP output),
@@ -44,10 +45,14 @@ budget() {
 }
 
 # ---- 1. the machine ------------------------------------------------------------
-[ -f gpu_bundle.tar.xz ] && [ ! -d gpu_bundle/bin ] && tar -xJf gpu_bundle.tar.xz
+PY=${PY:-python3}
+ORIG_LD=${LD_LIBRARY_PATH-} # the PyTorch peer runs with the machine's own library path, not the bundle's
+if [ -f gpu_bundle.tar.xz ] && [ ! -d gpu_bundle/bin ]; then # without xz(1), Python's tarfile reads it too
+    tar -xJf gpu_bundle.tar.xz 2>/dev/null || $PY -c "import tarfile; tarfile.open('gpu_bundle.tar.xz').extractall()" ||
+        say "cannot unpack gpu_bundle.tar.xz"
+fi
 say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(cat gpu_bundle/COMMIT 2>/dev/null | head -n 1 || git rev-parse HEAD 2>/dev/null)"
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)"
-PY=${PY:-python3}
 say "python: $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -n 1)"
 # cuDNN and cuBLAS: the CUDA folder, else PyTorch's wheels (nvidia.cudnn, nvidia.cublas).
 libdirs=$($PY - <<'PY' 2>/dev/null
@@ -114,9 +119,10 @@ DEV=cuda BIG=fopm BATCHES=16,64,256
 export CMOCKA_MESSAGE_OUTPUT=TAP FB_TEST_DEVICE=$DEV
 for p in fp32 tf32 bf16; do
     [ "$DEV" = cpu ] && [ $p != fp32 ] && break
-    FB_TEST_PRECISION=$p check "ops $p" 120 "$TB/test_backend"
+    # (launches synchronous: a fault is reported by the op that made it; the shapes are small)
+    CUDA_LAUNCH_BLOCKING=1 FB_TEST_PRECISION=$p check "ops $p" 120 "$TB/test_backend"
 done
-FB_TEST_PRECISION=fp32 FB_TEST_DETERMINISTIC=1 check "ops fp32 deterministic" 120 "$TB/test_backend"
+CUDA_LAUNCH_BLOCKING=1 FB_TEST_PRECISION=fp32 FB_TEST_DETERMINISTIC=1 check "ops fp32 deterministic" 120 "$TB/test_backend"
 
 # ---- 3. the whole model against the CPU ---------------------------------------------
 FB_TEST_PRECISION=fp32 check "model fopm-tiny fp32 (batch 4, 10 steps, deterministic reruns)" 150 \
@@ -188,10 +194,10 @@ else
     for p in fp32 tf32 bf16; do
         bench "ours $p" 150 "$BIN/ferbench" bench --device cuda --precision "$p" --config fopm --batch $BATCHES \
             --mode both --iters 10 --warmup 2
-        bench "pytorch $p" 150 env PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch $BATCHES \
+        bench "pytorch $p" 150 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch $BATCHES \
             --mode both --precision "$p" --iters 10 --warmup 3
     done
-    bench "pytorch compile tf32" 150 env PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch 16 \
+    bench "pytorch compile tf32" 150 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch 16 \
         --mode both --precision tf32 --iters 10 --warmup 3 --compile
 fi
 say "benchmarks done at $(elapsed) s"
@@ -206,6 +212,22 @@ for p in fp32 tf32; do
     { echo "# $p"; grep '^bench \|^profile ' "$OUT/p.$$"; } >>"$OUT/profile.txt"
     rm -f "$OUT/p.$$"
 done
+
+# ---- 4c. our kernels' memory accesses under compute-sanitizer, if time is left ------
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ "$DEV" = cuda ] && [ -n "$CS" ] && [ "$(budget 90)" -ge 60 ]; then
+    secs=$(budget 90)
+    echo "### memcheck: $CS --tool memcheck $TB/test_backend (fp32)" >>"$TESTS"
+    CMOCKA_MESSAGE_OUTPUT=TAP FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 \
+        timeout "$secs" "$CS" --tool memcheck --error-exitcode 99 "$TB/test_backend" >>"$TESTS" 2>&1
+    rc=$?
+    case $rc in
+    0) say "PASS memcheck: test_backend fp32 under compute-sanitizer, no error" ;;
+    99) fails=$((fails + 1)); say "FAIL memcheck: compute-sanitizer found errors (see tests.txt)" ;;
+    124) say "memcheck: incomplete after $secs s (no verdict)" ;;
+    *) say "memcheck: no sanitizer error reported; test_backend exited $rc (its verdict is 'ops fp32' above)" ;;
+    esac
+fi
 
 # ---- 5. the table and the targets ---------------------------------------------------
 # field LINE KEY; ms DEVICE PREC MODE BATCH -> ms/image (empty if absent)
