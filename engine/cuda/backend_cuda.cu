@@ -239,7 +239,6 @@ extern "C" backend *fb_backend_cuda_create(const backend_options *opt, char *err
     }
     b->name = "cuda";
     b->opt = *opt;
-    b->opt.threads = opt->threads;
     b->ctx = cx;
     b->host_memory = 0;
     snprintf(b->desc, sizeof b->desc, "cuda:%d %.64s %s%s", opt->device, prop.name, precision_name(opt->prec),

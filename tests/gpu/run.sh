@@ -51,7 +51,8 @@ if [ -f gpu_bundle.tar.xz ] && [ ! -d gpu_bundle/bin ]; then # without xz(1), Py
     tar -xJf gpu_bundle.tar.xz 2>/dev/null || $PY -c "import tarfile; tarfile.open('gpu_bundle.tar.xz').extractall()" ||
         say "cannot unpack gpu_bundle.tar.xz"
 fi
-say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(cat gpu_bundle/COMMIT 2>/dev/null | head -n 1 || git rev-parse HEAD 2>/dev/null)"
+commit=$(head -n 1 gpu_bundle/COMMIT 2>/dev/null)
+say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit ${commit:-$(git rev-parse HEAD 2>/dev/null)}"
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)"
 say "python: $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -n 1)"
 # cuDNN and cuBLAS: the CUDA folder, else PyTorch's wheels (nvidia.cudnn, nvidia.cublas).
