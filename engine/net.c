@@ -129,7 +129,6 @@ static void fail(net *t, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A backend buffer of at least need floats (contents not kept). */
 /* A backend allocation failed: the backend's own error when it has one (on
  * a device an earlier failure makes every later call fail, and it is the
  * cause worth reporting), else out of memory. */
@@ -166,6 +165,7 @@ static void prof_charge(net *t, prof_cell *c)
     t->prof.last = now;
 }
 
+/* A backend buffer of at least need floats (contents not kept). */
 static int grow(net *t, float **buf, size_t *cap, size_t need)
 {
     if (*cap >= need && *buf) return 0;
