@@ -156,9 +156,10 @@ void ops_workspace_free(void)
     pthread_mutex_unlock(&ws_mu);
 }
 
-/* ---- fixed-order double sums (8 interleaved partial sums, combined pairwise) ---- */
+/* ---- fixed-order double sums (8 interleaved partial sums, combined pairwise) ----
+ * Always inlined, so that batch norm's AVX2 clones (below) get AVX2 copies. */
 
-static double sum_d(const float *x, size_t n)
+static inline __attribute__((always_inline)) double sum_d(const float *x, size_t n)
 {
     double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
@@ -173,7 +174,7 @@ static double sum_d(const float *x, size_t n)
 }
 
 /* sum (x - m)^2 */
-static double sumsq_dev_d(const float *x, size_t n, double m)
+static inline __attribute__((always_inline)) double sumsq_dev_d(const float *x, size_t n, double m)
 {
     double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
@@ -192,7 +193,7 @@ static double sumsq_dev_d(const float *x, size_t n, double m)
 }
 
 /* sum g and sum g * (x - m) */
-static void sum_g_gdev_d(const float *g, const float *x, size_t n, double m, double *sg, double *sgx)
+static inline __attribute__((always_inline)) void sum_g_gdev_d(const float *g, const float *x, size_t n, double m, double *sg, double *sgx)
 {
     double a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
@@ -1115,41 +1116,59 @@ void conv2d_bwd(const float *x, shape4 xs, const float *w, int oc, int k, int st
 
 /* ---- batch norm ---------------------------------------------------------- */
 
+/* The per-channel bodies of batch norm are compiled twice, for AVX2 and for
+ * the x86-64 baseline, and the loader picks one: the same operations in the
+ * same order either way (gcc -std=c11 never contracts into FMAs), so results are bitwise
+ * equal; AVX2 only widens the double-precision vectors. (The bodies are
+ * functions of their own because OpenMP outlines a parallel loop's body
+ * before target clones are made.) */
+#if defined(__x86_64__) && !defined(__clang__)
+#define HOT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT_CLONES
+#endif
+
+HOT_CLONES static void bn_train_channel(const float *x, shape4 s, int c, const float *gamma, const float *beta,
+                                        float *running_mean, float *running_var, float momentum, float eps, float *y,
+                                        float *save_mean, float *save_invstd)
+{
+    size_t hw = (size_t)s.h * s.w, cs = (size_t)s.c * hw, M = (size_t)s.n * hw;
+    double sum = 0.0;
+    for (int n = 0; n < s.n; n++)
+        sum += sum_d(x + n * cs + c * hw, hw);
+    double mean = sum / (double)M;
+    double ss = 0.0;
+    for (int n = 0; n < s.n; n++)
+        ss += sumsq_dev_d(x + n * cs + c * hw, hw, mean);
+    double var = ss / (double)M;
+    double invstd = 1.0 / sqrt(var + (double)eps);
+    /* M == 1: PyTorch refuses to train; the unbiased variance is undefined, keep the biased one (0). */
+    double uvar = M > 1 ? ss / (double)(M - 1) : var;
+    double g = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
+    for (int n = 0; n < s.n; n++) {
+        const float *xp = x + n * cs + c * hw;
+        float *yp = y + n * cs + c * hw;
+OMP(omp simd)
+        for (size_t i = 0; i < hw; i++)
+            yp[i] = (float)(((double)xp[i] - mean) * invstd * g + bt);
+    }
+    if (running_mean)
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + (double)momentum * mean);
+    if (running_var)
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + (double)momentum * uvar);
+    if (save_mean)
+        save_mean[c] = (float)mean;
+    if (save_invstd)
+        save_invstd[c] = (float)invstd;
+}
+
 void batchnorm_fwd_train(const float *x, shape4 s, const float *gamma, const float *beta, float *running_mean,
                          float *running_var, float momentum, float eps, float *y, float *save_mean, float *save_invstd)
 {
-    size_t hw = (size_t)s.h * s.w, cs = (size_t)s.c * hw, M = (size_t)s.n * hw;
     int nt = team(s.c, 4.0 * (double)shape4_numel(s));
 OMP(omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1))
-    for (int c = 0; c < s.c; c++) {
-        double sum = 0.0;
-        for (int n = 0; n < s.n; n++)
-            sum += sum_d(x + n * cs + c * hw, hw);
-        double mean = sum / (double)M;
-        double ss = 0.0;
-        for (int n = 0; n < s.n; n++)
-            ss += sumsq_dev_d(x + n * cs + c * hw, hw, mean);
-        double var = ss / (double)M;
-        double invstd = 1.0 / sqrt(var + (double)eps);
-        /* M == 1: PyTorch refuses to train; the unbiased variance is undefined, keep the biased one (0). */
-        double uvar = M > 1 ? ss / (double)(M - 1) : var;
-        double g = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
-        for (int n = 0; n < s.n; n++) {
-            const float *xp = x + n * cs + c * hw;
-            float *yp = y + n * cs + c * hw;
-OMP(omp simd)
-            for (size_t i = 0; i < hw; i++)
-                yp[i] = (float)(((double)xp[i] - mean) * invstd * g + bt);
-        }
-        if (running_mean)
-            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + (double)momentum * mean);
-        if (running_var)
-            running_var[c] = (float)((1.0 - momentum) * running_var[c] + (double)momentum * uvar);
-        if (save_mean)
-            save_mean[c] = (float)mean;
-        if (save_invstd)
-            save_invstd[c] = (float)invstd;
-    }
+    for (int c = 0; c < s.c; c++)
+        bn_train_channel(x, s, c, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd);
 }
 
 void batchnorm_fwd_eval(const float *x, shape4 s, const float *gamma, const float *beta, const float *running_mean,
@@ -1172,39 +1191,44 @@ OMP(omp simd)
     }
 }
 
-void batchnorm_bwd(const float *x, shape4 s, const float *gamma, const float *save_mean, const float *save_invstd,
-                   const float *dy, float *dx, float *dgamma, float *dbeta)
+HOT_CLONES static void bn_bwd_channel(const float *x, shape4 s, int c, const float *gamma, const float *save_mean,
+                                      const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta)
 {
     size_t hw = (size_t)s.h * s.w, cs = (size_t)s.c * hw, M = (size_t)s.n * hw;
-    int nt = team(s.c, 4.0 * (double)shape4_numel(s));
-OMP(omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1))
-    for (int c = 0; c < s.c; c++) {
-        double mean = save_mean[c], invstd = save_invstd[c];
-        double sdy = 0.0, sdyx = 0.0;
+    double mean = save_mean[c], invstd = save_invstd[c];
+    double sdy = 0.0, sdyx = 0.0;
+    for (int n = 0; n < s.n; n++) {
+        double a, b;
+        sum_g_gdev_d(dy + n * cs + c * hw, x + n * cs + c * hw, hw, mean, &a, &b);
+        sdy += a, sdyx += b;
+    }
+    sdyx *= invstd; /* sum dy * xhat */
+    if (dgamma)
+        dgamma[c] += (float)sdyx;
+    if (dbeta)
+        dbeta[c] += (float)sdy;
+    if (dx) {
+        double g = gamma ? gamma[c] : 1.0;
+        double k = g * invstd / (double)M;
         for (int n = 0; n < s.n; n++) {
-            double a, b;
-            sum_g_gdev_d(dy + n * cs + c * hw, x + n * cs + c * hw, hw, mean, &a, &b);
-            sdy += a, sdyx += b;
-        }
-        sdyx *= invstd; /* sum dy * xhat */
-        if (dgamma)
-            dgamma[c] += (float)sdyx;
-        if (dbeta)
-            dbeta[c] += (float)sdy;
-        if (dx) {
-            double g = gamma ? gamma[c] : 1.0;
-            double k = g * invstd / (double)M;
-            for (int n = 0; n < s.n; n++) {
-                const float *xp = x + n * cs + c * hw, *dp = dy + n * cs + c * hw;
-                float *dxp = dx + n * cs + c * hw;
+            const float *xp = x + n * cs + c * hw, *dp = dy + n * cs + c * hw;
+            float *dxp = dx + n * cs + c * hw;
 OMP(omp simd)
-                for (size_t i = 0; i < hw; i++) {
-                    double xhat = ((double)xp[i] - mean) * invstd;
-                    dxp[i] = (float)(k * ((double)M * dp[i] - sdy - xhat * sdyx));
-                }
+            for (size_t i = 0; i < hw; i++) {
+                double xhat = ((double)xp[i] - mean) * invstd;
+                dxp[i] = (float)(k * ((double)M * dp[i] - sdy - xhat * sdyx));
             }
         }
     }
+}
+
+void batchnorm_bwd(const float *x, shape4 s, const float *gamma, const float *save_mean, const float *save_invstd,
+                   const float *dy, float *dx, float *dgamma, float *dbeta)
+{
+    int nt = team(s.c, 4.0 * (double)shape4_numel(s));
+OMP(omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1))
+    for (int c = 0; c < s.c; c++)
+        bn_bwd_channel(x, s, c, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
 }
 
 /* ---- linear -------------------------------------------------------------- */
