@@ -68,7 +68,7 @@ TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_d
          $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights \
          $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/test_ops_threads \
          $(BUILD)/tests/test_data $(BUILD)/tests/forward_dump \
-         $(BUILD)/tests/train_dump $(BUILD)/tests/test_backend $(BUILD)/tests/net_parity
+         $(BUILD)/tests/train_dump $(BUILD)/tests/test_backend $(BUILD)/tests/test_kernels_emu $(BUILD)/tests/net_parity
 
 .PHONY: all deps test asan bench demo clean check-tools cuda cuda-missing
 all: $(TOOLS)
@@ -84,7 +84,7 @@ $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/engine/cuda/%.o: engine/cuda/%.cu engine/cuda/cuda_internal.h engine/backend.h engine/ops.h engine/optim.h
+$(BUILD)/engine/cuda/%.o: engine/cuda/%.cu engine/cuda/cuda_internal.h engine/cuda/kernels.h engine/backend.h engine/ops.h engine/optim.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -164,6 +164,26 @@ $(BUILD)/tests/test_ops_threads: $(BUILD)/tests/test_ops_threads.o $(ENGINE_OBJ)
 # Backend parity (CPU reference against FB_TEST_DEVICE; tests/gpu/run.sh runs them on a GPU).
 $(BUILD)/tests/test_backend: $(BUILD)/tests/test_backend.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(ENGINE_LIBS) $(LDLIBS)
+
+# The CUDA kernels' logic test: engine/cuda/kernels.cu compiled for the host over
+# tests/cuda_emu/cuda_emu.h (no CUDA headers, no nvcc), each k_* checked bitwise
+# against the CPU ops. -ffp-contract=off: the emulated __fmul_rn/__fadd_rn must
+# stay separate roundings, as on the device.
+EMU_CXXFLAGS := -std=c++20 -O1 -g -pthread -ffp-contract=off -Wall -Wextra -Werror -MMD -MP $(SAN) \
+                -DFB_CUDA_EMU -Itests/cuda_emu
+EMU_OBJ := $(BUILD)/tests/cuda_emu/kernels.o $(BUILD)/tests/cuda_emu/cuda_emu.o \
+           $(BUILD)/tests/cuda_emu/test_kernels_emu.o
+
+$(BUILD)/tests/cuda_emu/kernels.o: engine/cuda/kernels.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/tests/test_kernels_emu: $(EMU_OBJ) $(ENGINE_OBJ) $(COMMON_OBJ)
+	$(CXX) $(LDFLAGS) -pthread $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/net_parity: $(BUILD)/tests/net_parity.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)

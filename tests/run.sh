@@ -24,6 +24,7 @@ exec prove --timer \
     "$TEST_BUILD/test_ops_threads" \
     "$TEST_BUILD/test_data" \
     "$TEST_BUILD/test_backend" \
+    "$TEST_BUILD/test_kernels_emu" \
     "$TEST_BUILD/net_parity" \
     tests/net_parity_staged.sh \
     tests/test_masksynth_cli.sh \

@@ -19,16 +19,27 @@
  * contracted. Sums in float run in the CPU's order; sums in double run in a
  * different order only where a block tree reduces them (mul_channel_bwd's
  * ds, avgpool_*_fwd, mse), which changes nothing above ~1e-16 relative
- * before the result is rounded to float. */
+ * before the result is rounded to float.
+ *
+ * Also compiled for the host by tests/cuda_emu/ (a logic test: 256 threads
+ * per block emulated with real threads, every k_* checked bitwise against
+ * the CPU reference); with FB_CUDA_EMU its cuda_emu.h stands in for CUDA and
+ * supplies LAUNCH, LAUNCH_IDX and the grid limits. */
+#ifdef FB_CUDA_EMU
+#include "cuda_emu.h"
+#else
 #include "cuda_internal.h"
+#endif
 
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
 static constexpr int THREADS = 256;          /* every launch; a power of two (block_sum) */
+#ifndef FB_CUDA_EMU /* the emulation lowers these so that its small tests wrap grid-stride loops */
 static constexpr size_t MAX_BLOCKS = 65535;   /* grid-stride loops cover the rest */
 static constexpr size_t MSE_BLOCKS = 1024;    /* most partial sums mse takes */
+#endif
 
 /* Blocks of THREADS for n independent items, capped (grid-stride loops). */
 static unsigned grid_for(size_t n)
@@ -47,6 +58,7 @@ static unsigned grid_items(size_t items)
 /* Nothing to launch: the backend has failed, or there are no elements. */
 static int skip(backend *b, size_t n) { return CX(b)->failed || n == 0; }
 
+#ifndef FB_CUDA_EMU /* the emulation's LAUNCH and LAUNCH_IDX run the kernel on host threads */
 /* Launches kern<<<grid, THREADS>>> on the stream and checks the launch. */
 #define LAUNCH(kern, grid, ...)                                                \
     do {                                                                       \
@@ -65,6 +77,7 @@ static int skip(backend *b, size_t n) { return CX(b)->failed || n == 0; }
             kern<size_t><<<(grid), THREADS, 0, CX(b)->stream>>>(__VA_ARGS__);                 \
         cu_check(b, cudaGetLastError(), #kern);                                               \
     } while (0)
+#endif
 
 /* Grid-stride loop over [0, n) in index type I. */
 #define FOR_EACH(I, i, n) \

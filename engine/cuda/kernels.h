@@ -1,0 +1,56 @@
+/* kernels.h: the CUDA backend's own kernels (kernels.cu), as the backend
+ * (backend_cuda.cu, cudnn_ops.cu, through cuda_internal.h) calls them. It
+ * needs no CUDA header: tests/cuda_emu/ compiles kernels.cu for the host and
+ * checks every function here against the CPU reference bit for bit. */
+#ifndef FB_CUDA_KERNELS_H
+#define FB_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../backend.h"
+
+/* ---- kernels.cu: each launches on cx->stream and checks the launch ---- */
+void k_fill(backend *b, float *y, float v, size_t n);
+void k_copy(backend *b, float *y, const float *x, size_t n);
+void k_acc(backend *b, float *y, const float *x, size_t n);
+void k_add(backend *b, float *y, const float *x1, const float *x2, size_t n);
+void k_axpb(backend *b, float *y, const float *x, float a, float c, size_t n);
+void k_relu_fwd(backend *b, const float *x, size_t n, float *y);
+void k_relu_bwd(backend *b, const float *y, const float *dy, size_t n, float *dx);
+void k_sigmoid_fwd(backend *b, const float *x, size_t n, float *y);
+void k_sigmoid_bwd(backend *b, const float *y, const float *dy, size_t n, float *dx);
+void k_maxpool2_fwd(backend *b, const float *x, shape4 xs, float *y, int32_t *argmax);
+void k_maxpool2_bwd(backend *b, const int32_t *argmax, const float *dy, shape4 ys, float *dx, shape4 xs);
+void k_upsample2_fwd(backend *b, const float *x, shape4 xs, float *y);
+void k_upsample2_bwd(backend *b, const float *dy, shape4 xs, float *dx);
+void k_concat_fwd(backend *b, const float *a, int ca, const float *c, int cc, int n, int h, int w, float *y);
+void k_concat_bwd(backend *b, const float *dy, int ca, int cc, int n, int h, int w, float *da, float *dc);
+void k_quadrant_crop(backend *b, const float *x, shape4 xs, int q, float *y);
+void k_quadrant_assemble(backend *b, const float *y, shape4 xs, int q, float *x);
+void k_mul_spatial_fwd(backend *b, const float *r, shape4 rs, const float *a, float *y);
+void k_mul_spatial_bwd(backend *b, const float *r, shape4 rs, const float *a, const float *dy, float *dr, float *da);
+void k_mul_channel_fwd(backend *b, const float *r, shape4 rs, const float *s, float *y);
+void k_mul_channel_bwd(backend *b, const float *r, shape4 rs, const float *s, const float *dy, float *dr, float *ds);
+void k_avgpool_global_fwd(backend *b, const float *x, shape4 xs, float *y);
+void k_avgpool_global_bwd(backend *b, const float *dy, shape4 xs, float *dx);
+void k_avgpool_block_fwd(backend *b, const float *x, shape4 xs, int g, float *y);
+void k_avgpool_block_bwd(backend *b, const float *dy, shape4 xs, int g, float *dx);
+/* y[n,out] += bias[out] broadcast; dbias[out] += sum over n of dy[n,out] */
+void k_bias_add_rows(backend *b, float *y, const float *bias, int n, int out);
+void k_bias_grad_rows(backend *b, const float *dy, int n, int out, float *dbias);
+void k_softmax_ce(backend *b, const float *logits, int n, int k, const int32_t *labels, float scale, float *dlogits,
+                  float *loss);
+void k_mse(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss);
+void k_adamw(backend *b, float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
+             const adamw_coef *k);
+/* FP32 <-> BF16 (round to nearest even), and BN folded into conv weights for
+ * eval: wf[o,...] = w[o,...] * gamma[o] / sqrt(var[o] + eps),
+ * bf[o] = beta[o] - mean[o] * gamma[o] / sqrt(var[o] + eps). */
+void k_to_bf16(backend *b, const float *x, size_t n, uint16_t *y);
+void k_from_bf16(backend *b, const uint16_t *x, size_t n, float *y);
+void k_acc_bf16(backend *b, float *y, const uint16_t *x, size_t n); /* y += float(x) */
+void k_fold_bn(backend *b, const float *w, int oc, size_t per_oc, const float *gamma, const float *beta,
+               const float *mean, const float *var, float eps, float *wf, float *bf);
+
+#endif
