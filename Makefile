@@ -12,7 +12,7 @@ BUILD   ?= build
 BIN     ?= bin
 OPT     ?= -O2
 SAN     ?=
-CFLAGS  := -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread -fopenmp $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread -fopenmp -fno-math-errno $(OPT) -g -Wall -Wextra -Werror -MMD -MP $(SAN)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS  := -lpng16 -ljpeg -lz -lgsl -lgslcblas -lsqlite3 -lm -lpthread
 MASK_LIBS := -ldlib -llapack -lblas -lstdc++
