@@ -19,7 +19,8 @@ static int not_yet(const cli_args *a)
     {"config", "NAME", "fopm (224, width 1.0; the paper) or fopm-tiny (64, 0.125)"},                              \
         {"size", "S", "input side override (multiple of 32)"}, {"width", "W", "channel multiplier override"},     \
         {"threads", "N", "CPU threads (default: all; results are identical at any count)"},                       \
-        {"device", "D", "cpu (default), cuda or cuda:N (needs bin/libfbcuda.so, built when nvcc is found)"},      \
+        {"device", "D", "cpu (default), cuda or cuda:N (needs bin/libfbcuda.so, built when nvcc is found); "      \
+                        "cpu-staged: the CPU posing as a device (a check of the GPU data paths)"},                  \
         {"precision", "P", "cuda: fp32 (default), tf32 or bf16 (BF16 convolutions, FP32 master weights)"},       \
         {"deterministic", NULL, "cuda: only algorithms that give bit-identical reruns"}
 

@@ -357,7 +357,7 @@ backend *backend_open(const char *device, const backend_options *opt, char *err,
          * unload the C++ runtime it brought in, with its allocations. */
         return create(&o, err, errlen);
     }
-    snprintf(err, errlen, "unknown device '%s' (expected cpu, cuda or cuda:N)", device);
+    snprintf(err, errlen, "unknown device '%s' (expected cpu, cuda, cuda:N or cpu-staged)", device);
     return NULL;
 }
 
