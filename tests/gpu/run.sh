@@ -195,20 +195,18 @@ else
     # Batch 16 (the targets' batch) at every precision first, then torch.compile,
     # then the larger batches: a run short of time loses the least important lines.
     N0=${BATCHES%%,*} REST=${BATCHES#*,}
-    for p in fp32 tf32 bf16; do
-        bench "ours $p batch $N0" 90 "$BIN/ferbench" bench --device cuda --precision "$p" --config fopm --batch "$N0" \
-            --mode both --iters 10 --warmup 2
-        bench "pytorch $p batch $N0" 90 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py \
-            --config fopm --batch "$N0" --mode both --precision "$p" --iters 10 --warmup 3
-    done
+    sweep() { # sweep BATCHES SECONDS ITERS: ours and PyTorch eager at each precision
+        for p in fp32 tf32 bf16; do
+            bench "ours $p batch $1" "$2" "$BIN/ferbench" bench --device cuda --precision "$p" --config fopm --batch "$1" \
+                --mode both --iters "$3" --warmup 2
+            bench "pytorch $p batch $1" "$2" env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py \
+                --config fopm --batch "$1" --mode both --precision "$p" --iters "$3" --warmup 3
+        done
+    }
+    sweep "$N0" 90 10
     bench "pytorch compile tf32" 150 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch "$N0" \
         --mode both --precision tf32 --iters 10 --warmup 3 --compile
-    for p in fp32 tf32 bf16; do
-        bench "ours $p batch $REST" 120 "$BIN/ferbench" bench --device cuda --precision "$p" --config fopm --batch "$REST" \
-            --mode both --iters 5 --warmup 2
-        bench "pytorch $p batch $REST" 120 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py \
-            --config fopm --batch "$REST" --mode both --precision "$p" --iters 5 --warmup 3
-    done
+    sweep "$REST" 120 5
 fi
 say "benchmarks done at $(elapsed) s"
 
