@@ -32,7 +32,7 @@ ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_m
 ENGINE_LIBS := -lopenblas -ldl
 # The data pipeline reads the database, so it is kept apart from ENGINE_OBJ.
 DATA_SRC   := engine/data.c
-FERBENCH_SRC := bench/main.c bench/common.c bench/train.c bench/run.c bench/speed.c
+FERBENCH_SRC := bench/main.c bench/common.c bench/train.c bench/run.c bench/speed.c bench/predout.c bench/import.c
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 

@@ -7,13 +7,42 @@
 
 #include "../common/cli.h"
 #include "../engine/backend.h"
+#include "../engine/data.h"
 #include "../engine/model.h"
+
+struct sqlite3;
 
 extern const char *ferbench_argv_json; /* the command line, for tool_runs */
 
 int cmd_train(const cli_args *a);
 int cmd_run(const cli_args *a);
 int cmd_bench(const cli_args *a);
+/* `ferbench run --model NAME --predictions F`: a baseline's exported predictions, checked against the split
+ * and written in the canonical form (import.c). */
+int cmd_import(const cli_args *a);
+
+/* One model's predictions of a split, from `run` (ours) or an import: what the canonical CSV and the
+ * database rows are written from (predout.c). */
+typedef struct {
+    const char *model;                       /* 'ours', or the imported model's name */
+    const char *weights_path, *weights_hash; /* ours: the weights used (SHA-256); NULL for imports */
+    const char *source_path, *source_hash;   /* imports: the file read (SHA-256); NULL for ours */
+    const int *pred;                         /* one class index per split item */
+    const double *prob;                      /* n x nclasses in the split's label order, or NULL */
+    int has_timing;                          /* a timings row: only for what ran here */
+    int batch;
+    double ms_per_image, images_per_s;
+    long peak_bytes;
+    const char *device;
+} split_predictions;
+
+/* The canonical predictions CSV of sp (probability columns only when p->prob), written atomically. */
+int predictions_write_csv(const char *path, const data_split *sp, const split_predictions *p, char *err,
+                          size_t errlen);
+/* In one transaction: a tool_runs row, the model_runs row (out: the CSV written), one predictions row per
+ * item and the timings row. -1 with a message, nothing written. */
+int predictions_record(struct sqlite3 *db, const data_split *sp, const split_predictions *p, const char *out,
+                       char *err, size_t errlen);
 
 /* --config NAME (default def) with optional --size / --width overrides.
  * name gets the config's name ("custom" when overridden). 0, or -1 after a

@@ -44,8 +44,8 @@ static const cli_opt train_opts[] = {
 };
 
 static const cli_opt run_opts[] = {
-    {"model", "ours", "the model (only 'ours' runs here)"},
-    {"weights", "FILE", "safetensors weights or a training checkpoint (required)"},
+    {"model", "NAME", "'ours' (default) runs here; another name imports that baseline's --predictions"},
+    {"weights", "FILE", "ours: safetensors weights or a training checkpoint (required)"},
     MODEL_OPTS,
     {"db", "FILE", "database (default db/ferbench.sqlite)"},
     {"dataset", "NAME", "dataset (default: the only one)"},
@@ -53,6 +53,16 @@ static const cli_opt run_opts[] = {
     {"split", "S", "train, val or test (default test)"},
     {"batch", "N", "batch size (default 16)"},
     {"out", "P.csv", "predictions CSV (required)"},
+    {"predictions", "F", "import: a baseline's exported predictions (CSV) for the split"},
+    {"image-col", "C", "import: the image column, a header name or a number from 1 (default 'image')"},
+    {"label-col", "C", "import: ground truth to check against the database (default 'label' if present)"},
+    {"pred-col", "C", "import: predicted class, a name or an index (default 'pred' if present)"},
+    {"score-cols", "PREFIX*|C,C...", "import: per-class scores, by prefix (suffixes name the classes) or "
+                                       "listed in --classes order (default prob_* / logit_*)"},
+    {"score-kind", "K", "import: probs (default) or logits (softmax applied)"},
+    {"classes", "LIST", "import: what indices mean: rafdb (default), ferplus, fer2013, or names a,b,..."},
+    {"index-base", "N", "import: 0 (default) or 1, the index of the first class"},
+    {"no-header", NULL, "import: the file has no header row; columns are numbers"},
     {0},
 };
 

@@ -1,6 +1,7 @@
 /* run.c: `ferbench run --model ours`: predictions of a split with trained
  * weights, as the canonical predictions CSV (ARCHITECTURE.md "Formats"), the
- * model_runs / predictions / timings rows, and the speed it ran at.
+ * model_runs / predictions / timings rows (predout.c), and the speed it ran
+ * at. With --predictions it imports a baseline's instead (import.c).
  *
  * Timing: ms/image is forward-pass time only (the network's cost); images/s
  * is the whole run's throughput (decoding overlaps compute); peak memory is
@@ -30,104 +31,19 @@ static void softmax7(const float *lg, double *p)
     for (int k = 0; k < MODEL_CLASSES; k++) p[k] /= s;
 }
 
-static int record(sqlite3 *db, const data_split *sp, const char *weights, const char *whash, const char *out,
-                  const int *pred, const double *prob, int batch, double ms, double ips, long peak,
-                  const char *device, char *err, size_t errlen)
-{
-    long long tool_run, run_id;
-    sqlite3_stmt *st = NULL;
-    char *abs_w = realpath(weights, NULL), *abs_o = realpath(out, NULL);
-    int ok = 0;
-    if (db_begin(db, err, errlen)) goto done;
-    if (db_tool_run_begin(db, "ferbench", FB_VERSION, ferbench_argv_json, &tool_run, err, errlen)) goto done;
-    if (db_prepare(db, "INSERT INTO model_runs(tool_run_id, dataset_id, model, weights_path, weights_hash, split, "
-                       "predictions_path) SELECT ?, id, 'ours', ?, ?, ?, ? FROM datasets WHERE name = ?", &st, err,
-                   errlen))
-        goto done;
-    sqlite3_bind_int64(st, 1, tool_run);
-    sqlite3_bind_text(st, 2, abs_w ? abs_w : weights, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, whash, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, sp->split, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, abs_o ? abs_o : out, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, sp->dataset, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(db) != 1) goto sqlfail;
-    sqlite3_finalize(st);
-    st = NULL;
-    run_id = sqlite3_last_insert_rowid(db);
-    if (db_prepare(db, "INSERT INTO predictions(model_run_id, image_id, pred, probabilities) VALUES (?, ?, ?, ?)", &st,
-                   err, errlen))
-        goto done;
-    for (int i = 0; i < sp->n; i++) {
-        char js[512];
-        size_t o = 0;
-        js[o++] = '[';
-        for (int k = 0; k < MODEL_CLASSES; k++)
-            o += (size_t)snprintf(js + o, sizeof js - o, "%s%.17g", k ? "," : "", prob[(size_t)i * MODEL_CLASSES + k]);
-        snprintf(js + o, sizeof js - o, "]");
-        sqlite3_bind_int64(st, 1, run_id);
-        sqlite3_bind_int64(st, 2, sp->items[i].image_id);
-        sqlite3_bind_int(st, 3, pred[i]);
-        sqlite3_bind_text(st, 4, js, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) != SQLITE_DONE) goto sqlfail;
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (db_prepare(db, "INSERT INTO timings(model_run_id, device, batch, ms_per_image, images_per_s, peak_bytes) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", &st, err, errlen))
-        goto done;
-    sqlite3_bind_int64(st, 1, run_id);
-    sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, batch);
-    sqlite3_bind_double(st, 4, ms > 0 ? ms : 1e-9);
-    sqlite3_bind_double(st, 5, ips > 0 ? ips : 1e-9);
-    sqlite3_bind_int64(st, 6, peak);
-    if (sqlite3_step(st) != SQLITE_DONE) goto sqlfail;
-    sqlite3_finalize(st);
-    st = NULL;
-    if (db_tool_run_end(db, tool_run, 0, err, errlen) || db_commit(db, err, errlen)) goto done;
-    ok = 1;
-    goto done;
-sqlfail:
-    snprintf(err, errlen, "%s: %s", sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
-done:
-    if (st) sqlite3_finalize(st);
-    if (!ok) db_rollback(db);
-    free(abs_w);
-    free(abs_o);
-    return ok ? 0 : -1;
-}
-
-static int write_csv(const char *path, const data_split *sp, const int *pred, const double *prob, char *err,
-                     size_t errlen)
-{
-    atomic_file af;
-    char nb[32];
-    if (atomic_open(&af, path, err, errlen) != 0) return -1;
-    FILE *f = af.f;
-    fprintf(f, "# ferbench-predictions v1 dataset=%s split=%s model=ours labels=", sp->dataset, sp->split);
-    for (int k = 0; k < MODEL_CLASSES; k++) fprintf(f, "%s%s", k ? "," : "", sp->labels[k]);
-    fprintf(f, "\nimage,label,pred");
-    for (int k = 0; k < MODEL_CLASSES; k++) fprintf(f, ",prob_%s", sp->labels[k]);
-    fputc('\n', f);
-    for (int i = 0; i < sp->n; i++) {
-        csv_string(f, sp->items[i].name);
-        fprintf(f, ",%s,%s", sp->labels[sp->items[i].label], sp->labels[pred[i]]);
-        for (int k = 0; k < MODEL_CLASSES; k++) {
-            fputc(',', f);
-            fputs(fmt_double(nb, prob[(size_t)i * MODEL_CLASSES + k]), f);
-        }
-        fputc('\n', f);
-    }
-    return atomic_commit(&af, err, errlen);
-}
-
 int cmd_run(const cli_args *a)
 {
+    static const char *const import_opts[] = {"image-col", "label-col", "pred-col", "score-cols", "score-kind",
+                                              "classes", "index-base", "no-header"};
+    if (cli_get(a, "predictions")) return cmd_import(a);
+    for (size_t i = 0; i < sizeof import_opts / sizeof import_opts[0]; i++)
+        if (cli_get(a, import_opts[i]) || cli_flag(a, import_opts[i])) {
+            log_error("--%s describes an imported file: it needs --predictions F", import_opts[i]);
+            return EXIT_BAD_INPUT;
+        }
     const char *model = cli_get(a, "model") ? cli_get(a, "model") : "ours";
     if (strcmp(model, "ours") != 0) {
-        log_error("--model %s: importing baselines' predictions (--predictions) is not built yet; only 'ours' runs",
-                  model);
+        log_error("--model %s: only 'ours' runs here; import a baseline's predictions with --predictions F", model);
         return EXIT_BAD_INPUT;
     }
     const char *weights = cli_get(a, "weights"), *out = cli_get(a, "out");
@@ -213,10 +129,11 @@ int cmd_run(const cli_args *a)
     double wall = now_seconds() - t0;
     double ms = 1000.0 * fwd / (double)sp.n, ips = (double)sp.n / wall;
     long peak = (long)be->peak_bytes(be);
-    if (write_csv(out, &sp, pred, prob, err, sizeof err)) goto out;
-    if (db_open(dbp, &db, err, sizeof err) ||
-        record(db, &sp, weights, whash, out, pred, prob, (int)batch, ms, ips, peak, be->desc, err, sizeof err))
-        goto out;
+    split_predictions res = {.model = "ours", .weights_path = weights, .weights_hash = whash, .pred = pred,
+                             .prob = prob, .has_timing = 1, .batch = (int)batch, .ms_per_image = ms,
+                             .images_per_s = ips, .peak_bytes = peak, .device = be->desc};
+    if (predictions_write_csv(out, &sp, &res, err, sizeof err)) goto out;
+    if (db_open(dbp, &db, err, sizeof err) || predictions_record(db, &sp, &res, out, err, sizeof err)) goto out;
     long correct = 0;
     for (int i = 0; i < sp.n; i++) correct += pred[i] == sp.items[i].label;
     printf("run model=ours dataset=%s split=%s images=%d accuracy=%.6f ms_per_image=%.3f images_per_s=%.2f "

@@ -10,6 +10,9 @@
 /* migrations[v] takes a database from schema version v to v + 1. A new version appends one entry. */
 static const char *const migrations[] = {
     db_schema_sql, /* 0 -> 1: the first schema, on a new file */
+    /* 1 -> 2: imported predictions (`ferbench run --predictions F`) keep the file they came from. */
+    "ALTER TABLE model_runs ADD COLUMN source_path TEXT;"
+    "ALTER TABLE model_runs ADD COLUMN source_hash TEXT CHECK (source_hash IS NULL OR length(source_hash) = 64);",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
                "one migration per schema version");

@@ -8,7 +8,7 @@
 #include <sqlite3.h>
 
 /* The schema version this build writes and understands (PRAGMA user_version). */
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 /* schema.sql, embedded at build time by db/embed.sh. */
 extern const char db_schema_sql[];

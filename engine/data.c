@@ -203,6 +203,48 @@ static int choose_mode(sqlite3 *db, long long ds, const data_split *s, const cha
     return -1;
 }
 
+int data_find_dataset(sqlite3 *db, const char *db_path, const char *name, long long *id, char **name_out,
+                      int *nclasses, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    int n = 0;
+    char names[512] = "";
+    size_t used = 0;
+    *id = -1;
+    *name_out = NULL;
+    if (db_prepare(db, "SELECT id, name FROM datasets WHERE ?1 IS NULL OR name = ?1 ORDER BY name", &st, err, errlen))
+        return -1;
+    if (name) sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (!n++) {
+            *id = sqlite3_column_int64(st, 0);
+            *name_out = col_dup(st, 1);
+        }
+        if (used < sizeof names)
+            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", n > 1 ? ", " : "",
+                                     sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    if (n != 1) {
+        if (name) set_err(err, errlen, "%s: no dataset named '%s'", db_path, name);
+        else if (!n) set_err(err, errlen, "%s: no dataset: run `masksynth init` first", db_path);
+        else set_err(err, errlen, "%s: several datasets (%s): name one", db_path, names);
+        free(*name_out);
+        *name_out = NULL;
+        return -1;
+    }
+    /* Classes: contempt (7) only if the dataset kept it, for every split alike. */
+    if (db_prepare(db, "SELECT ifnull(max(label), 0) FROM images WHERE dataset_id = ?", &st, err, errlen)) {
+        free(*name_out);
+        *name_out = NULL;
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, *id);
+    *nclasses = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 7 ? 8 : 7;
+    sqlite3_finalize(st);
+    return 0;
+}
+
 int data_open_split(const char *db_path, const char *dataset, const char *split, const char *mode, data_split *out,
                     char *err, size_t errlen)
 {
@@ -237,38 +279,8 @@ int data_open_split(const char *db_path, const char *dataset, const char *split,
     }
     if (db_open(db_path, &db, err, errlen)) goto out;
 
-    /* The dataset. */
-    long long ds = -1;
-    int ndatasets = 0;
-    char names[512] = "";
-    size_t used = 0;
-    if (db_prepare(db, "SELECT id, name FROM datasets WHERE ?1 IS NULL OR name = ?1 ORDER BY name", &st, err, errlen))
-        goto out;
-    if (dataset) sqlite3_bind_text(st, 1, dataset, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if (!ndatasets++) {
-            ds = sqlite3_column_int64(st, 0);
-            s.dataset = col_dup(st, 1);
-        }
-        if (used < sizeof names)
-            used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", ndatasets > 1 ? ", " : "",
-                                     sqlite3_column_text(st, 1));
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (ndatasets != 1) {
-        if (dataset) set_err(err, errlen, "%s: no dataset named '%s'", db_path, dataset);
-        else if (!ndatasets) set_err(err, errlen, "%s: no dataset: run `masksynth init` first", db_path);
-        else set_err(err, errlen, "%s: several datasets (%s): name one", db_path, names);
-        goto out;
-    }
-
-    /* Classes: contempt (7) only if the dataset kept it, for every split alike. */
-    if (db_prepare(db, "SELECT ifnull(max(label), 0) FROM images WHERE dataset_id = ?", &st, err, errlen)) goto out;
-    sqlite3_bind_int64(st, 1, ds);
-    s.nclasses = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 7 ? 8 : 7;
-    sqlite3_finalize(st);
-    st = NULL;
+    long long ds;
+    if (data_find_dataset(db, db_path, dataset, &ds, &s.dataset, &s.nclasses, err, errlen)) goto out;
     s.labels = data_label_names;
 
     long long nimages = 0;
@@ -346,7 +358,7 @@ int data_open_split(const char *db_path, const char *dataset, const char *split,
     st = NULL;
     /* Every problem kind in one message, so one look tells what to fix. */
     char msg[2048] = "";
-    used = 0;
+    size_t used = 0;
     struct { problem *p; const char *what, *fix; } kinds[5] = {
         {&no_render, "with no render", "run `masksynth --split %s` first"},
         {&no_output, "with a render but no output", "they cannot be used: fix them and re-run `masksynth --split %s`"},

@@ -48,6 +48,13 @@ typedef struct {
     data_item *items;
 } data_split;
 
+struct sqlite3;
+/* The dataset named name (NULL: the database must hold exactly one) of an open database: its id, its name
+ * (malloc'ed) and its class count (8 if any image has label 7, contempt; else 7). -1 with a message naming
+ * db_path ("no dataset named ...", "several datasets (a, b): name one"). */
+int data_find_dataset(struct sqlite3 *db, const char *db_path, const char *name, long long *id, char **name_out,
+                      int *nclasses, char *err, size_t errlen);
+
 /* Loads the items of one split.
  *   dataset  a datasets.name, or NULL when the database holds exactly one dataset.
  *   split    train | val | test.

@@ -30,6 +30,7 @@ exec prove --timer \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \
     tests/test_cli.sh \
+    tests/test_import.sh \
     tests/test_oracle.py \
     tests/test_interop.py \
     tests/test_forward.py \

@@ -134,6 +134,35 @@ static void test_reopen_keeps_data(void **state)
     db_close(db);
 }
 
+/* A version-1 file (the first schema, with a model run in it) opened by this build is migrated in place:
+ * rows kept, the new columns present and NULL, constraints of the new columns enforced. */
+static void test_migrates_version_1(void **state)
+{
+    (void)state;
+    const char *path = tmp_path("v1.sqlite");
+    sqlite3 *raw, *db;
+    char err[512];
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "PRAGMA foreign_keys = ON", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, db_schema_sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, insert_dataset, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "INSERT INTO model_runs(dataset_id, model, split) VALUES (1, 'ours', 'test')",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+
+    assert_int_equal(db_open(path, &db, err, sizeof err), 0);
+    assert_int_equal(db_schema_version(db), DB_SCHEMA_VERSION);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM model_runs WHERE model = 'ours' AND source_path IS NULL "
+                                   "AND source_hash IS NULL"), 1);
+    assert_int_equal(db_exec(db, "UPDATE model_runs SET source_hash = 'abc'", err, sizeof err), -1);
+    db_close(db);
+    /* Opening again does not migrate twice. */
+    assert_int_equal(db_open(path, &db, err, sizeof err), 0);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM model_runs"), 1);
+    db_close(db);
+}
+
 static void test_newer_version_refused(void **state)
 {
     (void)state;
@@ -141,7 +170,9 @@ static void test_newer_version_refused(void **state)
     sqlite3 *raw;
     char err[512];
     assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(raw, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    char pragma[48];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", DB_SCHEMA_VERSION + 1);
+    assert_int_equal(sqlite3_exec(raw, pragma, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(raw);
 
     sqlite3 *db = (sqlite3 *)1;
@@ -262,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_foreign_keys_enforced),
         cmocka_unit_test(test_check_constraints),
         cmocka_unit_test(test_reopen_keeps_data),
+        cmocka_unit_test(test_migrates_version_1),
         cmocka_unit_test(test_newer_version_refused),
         cmocka_unit_test(test_foreign_sqlite_refused),
         cmocka_unit_test(test_garbage_file_refused),

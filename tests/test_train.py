@@ -15,7 +15,9 @@ The port runs in float32 (what users compare against) and in float64 (to
 measure how well-conditioned each quantity is). Per tensor, with
 e(A, B) = |A - B| / |B| (max norm for outputs and losses, L2 norm for
 gradients and weights):
-  pass when e(C, torch32) <= max(RTOL, SLACK * e(torch32, torch64)),
+  pass when e(C, torch32) <= max(RTOL, SLACK * w),
+  w = the largest e(torch32', torch64) over torch32 and NPERTURB more
+      float32 runs from weights and input perturbed by 2^-22 (random signs),
   RTOL = 1e-4, SLACK = 3.
 Most tensors meet RTOL outright (the test prints how many). Gradients of a
 deep ReLU/BN network at batch 2-4 are not all well-conditioned: batch norm
@@ -25,7 +27,11 @@ float32 result is then up to ~1e-2 from float64 (fopm at N=2, FERM), and the
 C engine must be as close to PyTorch as PyTorch is to exact arithmetic.
 AdamW divides by sqrt(v), so an element whose gradient is ~0 moves by a
 different fraction of lr on each side; the same rule covers the weights after
-the steps.
+the steps. A ReLU or pooling decision that lies within float32 rounding of
+its threshold can go either way, and which way depends on the summation order
+of the BLAS kernels the CPU selects (AVX2 and AVX-512 OpenBLAS kernels land
+on different sides here): the float32 runs from perturbed inputs show how far
+float32 arithmetic as such can land, whichever side each implementation takes.
 
 Env: TEST_BUILD (default build/tests). Exit 0 when every test passes.
 """
@@ -49,6 +55,7 @@ BUILD = os.environ.get("TEST_BUILD", "build/tests")
 TD = os.path.join(BUILD, "train_dump")
 RTOL = 1e-4
 SLACK = 3.0
+NPERTURB = 4
 SEED = 11
 LR, BETAS, EPS, WD = 0.002, (0.9, 0.99), 1e-8, 1e-4
 RUNS = (("fopm-tiny", 4, 3), ("fopm", 2, 1))
@@ -71,10 +78,10 @@ def rel(a, ref, l2):
 
 
 def judge(triples, l2):
-    """triples: (name, C, torch32, torch64). Returns (ok, summary, diagnostics)."""
+    """triples: (name, C, torch32, torch64, [perturbed torch32 runs]). Returns (ok, summary, diagnostics)."""
     bad, wc, wn, wt, tight = [], -1.0, "", 0.0, 0
-    for name, c, t32, t64 in triples:
-        ec, et = rel(c, t32, l2), rel(t32, t64, l2)
+    for name, c, t32, t64, tp in triples:
+        ec, et = rel(c, t32, l2), max([rel(t32, t64, l2)] + [rel(v, t64, l2) for v in tp])
         tight += ec <= RTOL
         if ec > wc:
             wc, wn, wt = ec, name, et
@@ -120,6 +127,17 @@ def run(cfg, n, steps, tmp):
     def cast(double, *ts):
         return [t.double() if double and t.is_floating_point() else t for t in ts]
 
+    def jitter(t, g):  # t * (1 + 2^-22 r), r = +-1 per element
+        return t * (1 + (torch.randint(0, 2, t.shape, generator=g) * 2 - 1).to(t.dtype) * 2.0 ** -22)
+
+    def perturbed(k):  # a float32 model and input perturbed by a few ulps, seeded by k
+        g = torch.Generator().manual_seed(1000 + k)
+        mm = model(False)
+        with torch.no_grad():
+            for p in mm.parameters():
+                p.copy_(jitter(p, g))
+        return mm, jitter(x, g)
+
     t0 = time.time()
     ms, outs, ls = [], [], []
     for double in (False, True):
@@ -127,19 +145,29 @@ def run(cfg, n, steps, tmp):
         o, lo = losses(mm, *cast(double, x, ot, ht, lab))
         lo[3].backward()
         ms.append(mm), outs.append(o), ls.append(lo)
-    print("# %s PyTorch forward+backward N=%d, float32 and float64: %.2f s" % (cfg, n, time.time() - t0))
+    pms, pouts, pls = [], [], []
+    for k in range(NPERTURB):
+        mm, xp = perturbed(k)
+        o, lo = losses(mm, xp, ot, ht, lab)
+        lo[3].backward()
+        pms.append(dict(mm.named_parameters())), pouts.append(o), pls.append(lo)
+    print("# %s PyTorch forward+backward N=%d, float32, float64 and %d perturbed float32: %.2f s"
+          % (cfg, n, NPERTURB, time.time() - t0))
     step0 = raw(os.path.join(d, "step0.bin"))
     got = torch.split(step0, [n * 7, n * G * G, n * 68 * G * G, 4])
-    ok, summ, diag = judge([(nm, c, a.detach(), b.detach())
-                            for nm, c, a, b in zip(("logits", "occ", "heat"), got, outs[0], outs[1])], False)
+    ok, summ, diag = judge([(nm, c, a.detach(), b.detach(), [po[i].detach() for po in pouts])
+                            for i, (nm, c, a, b) in enumerate(zip(("logits", "occ", "heat"), got, outs[0], outs[1]))],
+                           False)
     check(ok, "%s: training-mode logits, occ, heat (%s)" % (cfg, summ), diag)
-    ok, summ, diag = judge([(nm, got[3][i:i + 1], ls[0][i].detach().reshape(1), ls[1][i].detach().reshape(1))
+    ok, summ, diag = judge([(nm, got[3][i:i + 1], ls[0][i].detach().reshape(1), ls[1][i].detach().reshape(1),
+                             [pl[i].detach().reshape(1) for pl in pls])
                             for i, nm in enumerate(("Lp", "Lm", "Ld", "Lt"))], False)
     check(ok, "%s: losses Lp %.6g Lm %.6g Ld %.6g Lt %.6g (%s)" % ((cfg,) + tuple(float(v) for v in got[3]) + (summ,)),
           diag)
     grads = fopm.load(os.path.join(d, "grad0.safetensors"))
     p64 = dict(ms[1].named_parameters())
-    triples = [(nm, grads[nm], p.grad, p64[nm].grad) for nm, p in ms[0].named_parameters()]
+    triples = [(nm, grads[nm], p.grad, p64[nm].grad, [pm[nm].grad for pm in pms])
+               for nm, p in ms[0].named_parameters()]
     ok, summ, diag = judge(triples, True)
     check(ok and len(triples) == sum(1 for k in grads if not k.endswith(("running_mean", "running_var"))),
           "%s: gradients of all %d parameter tensors (%s)" % (cfg, len(triples), summ), diag)
@@ -164,23 +192,27 @@ def run(cfg, n, steps, tmp):
     check(not bad, "%s: AdamW alone, %d steps on the C gradients: every tensor's update matches torch.optim.AdamW "
           "(worst rel err %.2g)" % (cfg, steps, worst_u), "\n".join(bad[:20]))
     # AdamW steps on the same batch, from the same initial weights.
+    # Float32, float64, then the perturbed float32 runs.
     trajs, sds = [], []
-    for double in (False, True):
-        mm = model(double)
+    for variant in range(2 + NPERTURB):
+        double = variant == 1
+        mm, xv = perturbed(variant - 2) if variant >= 2 else (model(double), x)
         opt = torch.optim.AdamW(mm.parameters(), lr=LR, betas=BETAS, eps=EPS, weight_decay=WD)
         traj = []
         for _ in range(steps):
             opt.zero_grad()
-            _, lo = losses(mm, *cast(double, x, ot, ht, lab))
+            _, lo = losses(mm, *cast(double, xv, ot, ht, lab))
             lo[3].backward()
             opt.step()
             traj.append(float(lo[3]))
         trajs.append(traj), sds.append(mm.state_dict())
     ctraj = [float(v) for v in raw(os.path.join(d, "losses.bin"))]
     after = fopm.load(os.path.join(d, "weightsK.safetensors"))
-    triples = [(k, after[k], sds[0][k], sds[1][k]) for k in sds[0] if not k.endswith("num_batches_tracked")]
+    triples = [(k, after[k], sds[0][k], sds[1][k], [sd[k] for sd in sds[2:]])
+               for k in sds[0] if not k.endswith("num_batches_tracked")]
     ok, summ, diag = judge(triples, True)
-    lok, lsumm, ldiag = judge([("loss %d" % i, torch.tensor([c]), torch.tensor([a]), torch.tensor([b]))
+    lok, lsumm, ldiag = judge([("loss %d" % i, torch.tensor([c]), torch.tensor([a]), torch.tensor([b]),
+                                [torch.tensor([t[i]]) for t in trajs[2:]])
                                for i, (c, a, b) in enumerate(zip(ctraj, trajs[0], trajs[1]))], False)
     ok, diag = ok and lok, diag + ldiag
     check(ok, "%s: %d AdamW steps: losses C %s, torch32 %s, float64 %s; all %d tensors after (%s)"
