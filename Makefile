@@ -32,7 +32,7 @@ ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_m
 ENGINE_LIBS := -lopenblas -ldl
 # The data pipeline reads the database, so it is kept apart from ENGINE_OBJ.
 DATA_SRC   := engine/data.c
-FERBENCH_SRC := bench/main.c bench/common.c bench/train.c bench/run.c bench/speed.c bench/predout.c bench/import.c
+FERBENCH_SRC := bench/main.c bench/common.c bench/train.c bench/run.c bench/speed.c bench/predout.c bench/import.c bench/report.c
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 
@@ -124,7 +124,7 @@ $(BIN)/masksynth: $(BUILD)/masksynth/main.o $(MASK_OBJ) $(DB_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(MASK_LIBS) $(LDLIBS)
 
-$(BIN)/ferbench: $(FERBENCH_OBJ) $(ENGINE_OBJ) $(DATA_OBJ) $(DB_OBJ) $(COMMON_OBJ)
+$(BIN)/ferbench: $(FERBENCH_OBJ) $(ENGINE_OBJ) $(DATA_OBJ) $(DB_OBJ) $(STATS_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
 

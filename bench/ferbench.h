@@ -17,6 +17,8 @@ extern const char *ferbench_argv_json; /* the command line, for tool_runs */
 int cmd_train(const cli_args *a);
 int cmd_run(const cli_args *a);
 int cmd_bench(const cli_args *a);
+/* `ferbench report`: tables, confusion matrices, McNemar + Holm and timing from the database (report.c). */
+int cmd_report(const cli_args *a);
 /* `ferbench run --model NAME --predictions F`: a baseline's exported predictions, checked against the split
  * and written in the canonical form (import.c). */
 int cmd_import(const cli_args *a);

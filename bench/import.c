@@ -203,12 +203,6 @@ static int index_find(const image_index *ix, const char *v, long *i)
     return -1;
 }
 
-static char *col_dup(sqlite3_stmt *st, int c)
-{
-    const unsigned char *s = sqlite3_column_text(st, c);
-    return xstrdup(s ? (const char *)s : "");
-}
-
 static int load_images(sqlite3 *db, long long ds, const char *split, image_index *ix, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
@@ -221,11 +215,11 @@ static int load_images(sqlite3 *db, long long ds, const char *split, image_index
         if (ix->n == cap) ix->img = xrealloc(ix->img, (size_t)(cap = cap ? 2 * cap : 1024) * sizeof *ix->img);
         image_row *r = &ix->img[ix->n++];
         r->id = sqlite3_column_int64(st, 0);
-        r->name = col_dup(st, 1);
-        r->rel_path = col_dup(st, 2);
+        r->name = db_column_dup(st, 1, "");
+        r->rel_path = db_column_dup(st, 2, "");
         r->label = sqlite3_column_int(st, 3);
-        r->status = col_dup(st, 4);
-        r->split = col_dup(st, 5);
+        r->status = db_column_dup(st, 4, "");
+        r->split = db_column_dup(st, 5, "");
         r->in_split = strcmp(r->status, "ok") == 0 && strcmp(r->split, split) == 0 ? (int)in_split++ : -1;
     }
     sqlite3_finalize(st);

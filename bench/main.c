@@ -9,12 +9,6 @@
 
 const char *ferbench_argv_json;
 
-static int not_yet(const cli_args *a)
-{
-    log_error("'%s' is not available in this build yet", a->cmd->name);
-    return EXIT_BAD_INPUT;
-}
-
 #define MODEL_OPTS                                                                                                \
     {"config", "NAME", "fopm (224, width 1.0; the paper) or fopm-tiny (64, 0.125)"},                              \
         {"size", "S", "input side override (multiple of 32)"}, {"width", "W", "channel multiplier override"},     \
@@ -76,14 +70,30 @@ static const cli_opt bench_opts[] = {
     {0},
 };
 
-static const cli_opt no_opts[] = {{0}};
+static const cli_opt report_opts[] = {
+    {"db", "FILE", "database to read (default db/ferbench.sqlite; it must exist)"},
+    {"split", "S", "train, val or test (default test)"},
+    {"dataset", "NAME", "one dataset (default: every dataset with model runs on the split, by name)"},
+    {"models", "A,B,...", "the models to report, in this order (default: all with a run on the split, the "
+                          "reference first, then by name)"},
+    {"reference", "NAME", "the model the others are compared with (default: ours when present, else the first)"},
+    {"method", "midp|exact|chi2|chi2-cc", "McNemar variant (default midp)"},
+    {"adjust", "holm|bonferroni|none", "multiple-comparison adjustment per dataset (default holm)"},
+    {"alpha", "A", "significance level; intervals are at 1 - A (default 0.05)"},
+    {"resamples", "N", "bootstrap resamples of the macro-F1 intervals (default 2000)"},
+    {"seed", "N", "bootstrap seed (default 42)"},
+    {"threads", "N", "bootstrap threads (default: all; results are identical at any count)"},
+    {"out", "DIR", "folder for report.md, index.html, report.json and the SVGs (required; created if missing)"},
+    {0},
+};
 static const cli_command commands[] = {
     {"train", "", "train MODEL.md's network (FOPM + EFFM + FERM) with the paper's protocol", train_opts, 0, 0,
      cmd_train},
     {"run", "", "predict a split with trained weights: predictions CSV, database rows, timing", run_opts, 0, 0,
      cmd_run},
     {"bench", "", "inference and training-step speed of the engine", bench_opts, 0, 0, cmd_bench},
-    {"report", "", "paper-style tables and an HTML page (not yet built)", no_opts, 0, -1, not_yet},
+    {"report", "", "paper-style tables, confusion matrices, McNemar + Holm and timing from the database: "
+     "Markdown, HTML, SVG and JSON", report_opts, 0, 0, cmd_report},
     {0},
 };
 

@@ -62,6 +62,18 @@ static int query_text(sqlite3 *db, const char *sql, char *buf, size_t len)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+char *db_column_dup(sqlite3_stmt *st, int col, const char *if_null)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    if (!t && !if_null) return NULL;
+    char *c = strdup(t ? t : if_null);
+    if (!c) {
+        fputs("out of memory\n", stderr);
+        abort();
+    }
+    return c;
+}
+
 int db_schema_version(sqlite3 *db)
 {
     char buf[32];

@@ -34,6 +34,10 @@ int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 /* Prepare exactly one statement (trailing SQL other than whitespace or comments is an error). */
 int db_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char *err, size_t errlen);
 
+/* A copy (malloc'ed) of a text column of the current row; a NULL column gives a copy of if_null, or NULL
+ * when if_null is NULL. Out of memory aborts, as the tools' xmalloc does. */
+char *db_column_dup(sqlite3_stmt *st, int col, const char *if_null);
+
 /* PRAGMA user_version, or -1 if it cannot be read. */
 int db_schema_version(sqlite3 *db);
 

@@ -43,12 +43,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 /* ------------------------------------------------------------------------- */
 /* The split from the database */
 
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? xstrdup((const char *)t) : NULL;
-}
-
 /* Strict "[[x, y], ...]" with 68 finite pairs, as render.c writes them. */
 static int parse_landmarks(const char *s, double pts[DATA_NPOINTS][2])
 {
@@ -218,7 +212,7 @@ int data_find_dataset(sqlite3 *db, const char *db_path, const char *name, long l
     while (sqlite3_step(st) == SQLITE_ROW) {
         if (!n++) {
             *id = sqlite3_column_int64(st, 0);
-            *name_out = col_dup(st, 1);
+            *name_out = db_column_dup(st, 1, NULL);
         }
         if (used < sizeof names)
             used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", n > 1 ? ", " : "",

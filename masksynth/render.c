@@ -288,12 +288,6 @@ static int already_done(const char *path, const char *hash)
     return sha256_file(path, hex) == 0 && !strcmp(hex, hash);
 }
 
-static char *dup_col(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return xstrdup(t ? (const char *)t : "");
-}
-
 static int insert_rows(sqlite3 *db, job *jobs, long begin, long end, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
@@ -376,7 +370,7 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
         snprintf(err, sizeof err, "dataset %ld not found", ds);
         goto out;
     }
-    root = dup_col(st, 0);
+    root = db_column_dup(st, 0, "");
     c.seed = (uint64_t)sqlite3_column_int64(st, 1);
     c.root = root;
     sqlite3_finalize(st);
@@ -398,12 +392,12 @@ int render_split(sqlite3 *db, long ds, const render_opts *o)
         memset(j, 0, sizeof *j);
         j->image_id = sqlite3_column_int64(st, 0);
         j->assignment_id = sqlite3_column_int64(st, 1);
-        j->name = dup_col(st, 2);
-        j->rel_path = dup_col(st, 3);
-        j->split = dup_col(st, 4);
-        j->type = dup_col(st, 6);
-        j->style = dup_col(st, 7);
-        j->texture = dup_col(st, 9);
+        j->name = db_column_dup(st, 2, "");
+        j->rel_path = db_column_dup(st, 3, "");
+        j->split = db_column_dup(st, 4, "");
+        j->type = db_column_dup(st, 6, "");
+        j->style = db_column_dup(st, 7, "");
+        j->texture = db_column_dup(st, 9, "");
         snprintf(j->pat.stable_id, sizeof j->pat.stable_id, "%s", sqlite3_column_text(st, 5));
         snprintf(j->pat.colour, sizeof j->pat.colour, "%s", sqlite3_column_text(st, 8));
         snprintf(j->pat.params, sizeof j->pat.params, "%s", sqlite3_column_text(st, 10));

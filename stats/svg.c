@@ -1,3 +1,4 @@
+/* svg.c: the confusion-matrix heatmap (svg.h). */
 #include "svg.h"
 
 #include <stdio.h>
@@ -23,33 +24,32 @@ static void cell_colour(double t, char out[8])
     snprintf(out, 8, "#%02x%02x%02x", r, g, b);
 }
 
-int confusion_svg(const char *path, const preds *p, const long *cm, char *err, size_t errlen)
+void confusion_svg_print(FILE *f, const confusion_plot *c)
 {
-    int k = p->nlabels, cell = 64, longest = 0;
+    int k = c->k, cell = 64, longest = 0;
+    const long *cm = c->cm;
     for (int i = 0; i < k; i++)
-        if ((int)strlen(p->labels[i]) > longest) longest = (int)strlen(p->labels[i]);
+        if ((int)strlen(c->labels[i]) > longest) longest = (int)strlen(c->labels[i]);
     int left = 40 + 8 * longest, top = 84, bottom = 36 + 6 * longest;
     int width = left + k * cell + 30, height = top + k * cell + bottom;
     if (width < 480) width = 480;
-    long correct = 0;
+    long correct = 0, n = 0;
     for (int i = 0; i < k; i++) correct += cm[i * k + i];
-    atomic_file af;
-    if (atomic_open(&af, path, err, errlen)) return -1;
-    FILE *f = af.f;
+    for (int i = 0; i < k * k; i++) n += cm[i];
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                "font-family=\"Helvetica, Arial, sans-serif\">\n", width, height, width, height);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     /* Title: the model; subtitle: dataset, split, size and accuracy. */
     fprintf(f, "<text x=\"16\" y=\"24\" font-size=\"15\" font-weight=\"bold\">");
-    xml_text(f, p->model ? p->model : p->path);
+    xml_text(f, c->title);
     fprintf(f, "</text>\n<text x=\"16\" y=\"42\" font-size=\"12\" fill=\"#444444\">");
-    if (p->dataset || p->split) {
-        xml_text(f, p->dataset ? p->dataset : "");
+    if (c->dataset || c->split) {
+        xml_text(f, c->dataset ? c->dataset : "");
         fputs(" ", f);
-        xml_text(f, p->split ? p->split : "");
+        xml_text(f, c->split ? c->split : "");
         fputs(", ", f);
     }
-    fprintf(f, "n = %ld, accuracy %.2f%%</text>\n", p->n, 100.0 * (double)correct / (double)p->n);
+    fprintf(f, "n = %ld, accuracy %.2f%%</text>\n", n, 100.0 * (double)correct / (double)n);
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">predicted</text>\n",
             left + k * cell / 2, top - 12);
     fprintf(f, "<text x=\"14\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">true</text>\n",
@@ -71,15 +71,29 @@ int confusion_svg(const char *path, const preds *p, const long *cm, char *err, s
                     x + cell / 2, y + cell / 2 + 14, ink, 100 * share);
         }
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"end\">", left - 8, top + i * cell + cell / 2 + 4);
-        xml_text(f, p->labels[i]);
+        xml_text(f, c->labels[i]);
         fprintf(f, "</text>\n");
         int x = left + i * cell + cell / 2, y = top + k * cell + 10;
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"end\" transform=\"rotate(-45 %d %d)\">", x, y,
                 x, y);
-        xml_text(f, p->labels[i]);
+        xml_text(f, c->labels[i]);
         fprintf(f, "</text>\n");
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"10\" fill=\"#555555\">cells: count and share of the true class "
                "(row-normalised)</text>\n</svg>\n", left, height - 10);
+}
+
+int confusion_svg_write(const char *path, const confusion_plot *c, char *err, size_t errlen)
+{
+    atomic_file af;
+    if (atomic_open(&af, path, err, errlen)) return -1;
+    confusion_svg_print(af.f, c);
     return atomic_commit(&af, err, errlen);
+}
+
+int confusion_svg(const char *path, const preds *p, const long *cm, char *err, size_t errlen)
+{
+    confusion_plot c = {p->nlabels, (const char *const *)p->labels, cm, p->model ? p->model : p->path, p->dataset,
+                        p->split};
+    return confusion_svg_write(path, &c, err, errlen);
 }

@@ -298,5 +298,29 @@ rc=$?
 rc=$?
 [ $rc = 2 ] && grep -q "none.sqlite" "$T/err" && [ ! -e "$T/none.sqlite" ] && ok "a database that is not there: exit 2, not created" ||
     nok "missing database" "exit $rc" "$(cat "$T/err")"
+# The imports feed the report: each model's latest run, with the accuracy ferstats gives its canonical CSV.
+"$FB" report --db "$T/d.sqlite" --out "$T/report" --resamples 200 >"$T/out" 2>"$T/err"
+rc=$?
+if [ $rc = 0 ] && sanitizer_clean; then
+    want=""
+    for m in mvt named ran scn scn-copy; do
+        f=$T/$m.out.csv; [ "$m" = mvt ] && f=$T/ferplus.out.csv; [ "$m" = named ] && f=$T/names.out.csv
+        [ "$m" = ran ] && f=$T/noheader.out.csv; [ "$m" = scn-copy ] && f=$T/copy.out.csv
+        want="$want $m=$("$FS" metrics --json "$f" | $PY -c 'import json,sys; print(repr(json.load(sys.stdin)["accuracy"]))')"
+    done
+    got=$($PY -c "
+import json
+r = json.load(open('$T/report/report.json'))['datasets'][0]['runs']
+print(''.join(' %s=%r' % (x['model'], x['accuracy']) for x in sorted(r, key=lambda x: x['model'])))")
+    latest=$($PY -c "
+import json
+r = json.load(open('$T/report/report.json'))['datasets'][0]['runs']
+print([x['run_id'] for x in r if x['model'] == 'scn'][0])")
+    [ "$got" = "$want" ] && [ "$latest" = "$(q "SELECT max(id) FROM model_runs WHERE model = 'scn'")" ] &&
+        ok "ferbench report on the imports: the latest run of each, accuracies as ferstats ($got)" ||
+        nok "report on the imports" "got$got" "want$want" "scn run $latest"
+else
+    nok "ferbench report on the imports" "exit $rc" "$(head -c 600 "$T/err")"
+fi
 [ "$failed" = 0 ] || echo "# $failed failed"
 echo "1..$n"
