@@ -1232,6 +1232,7 @@ static void write_doc(const doc *d, const report *r)
               "th { background: #f2f4f7; }\n"
               "td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }\n"
               "td { overflow-wrap: anywhere; }\n"
+              "td.r, td:first-child { white-space: nowrap; }\n" /* numbers and model names stay whole */
               ".cms { display: flex; flex-wrap: wrap; gap: 1em; }\n"
               "figure { margin: 0; }\n"
               "figcaption { font-size: 0.8em; color: #555; }\n"
