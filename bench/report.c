@@ -950,31 +950,27 @@ static const char *fixed(double x, int digits)
     return b;
 }
 
-static const char *pct(double x) { return fixed(100 * x, 2); }
-
-static const char *pct_ci(double lo, double hi)
-{
-    char *b = scratch();
-    if (!isfinite(lo) || !isfinite(hi)) return "n/a";
-    snprintf(b, sizeof ring[0], "[%.2f, %.2f]", 100 * lo, 100 * hi);
-    return b;
-}
-
-static const char *pp(double x)
+/* Percentages with 2 decimals, signed (percentage points of a difference) or not. */
+static const char *pct_of(double x, int sign)
 {
     char *b = scratch();
     if (!isfinite(x)) return "n/a";
-    snprintf(b, sizeof ring[0], "%+.2f", 100 * x);
+    snprintf(b, sizeof ring[0], sign ? "%+.2f" : "%.2f", 100 * x);
     return b;
 }
 
-static const char *pp_ci(double lo, double hi)
+static const char *interval_of(double lo, double hi, int sign)
 {
     char *b = scratch();
     if (!isfinite(lo) || !isfinite(hi)) return "n/a";
-    snprintf(b, sizeof ring[0], "[%+.2f, %+.2f]", 100 * lo, 100 * hi);
+    snprintf(b, sizeof ring[0], sign ? "[%+.2f, %+.2f]" : "[%.2f, %.2f]", 100 * lo, 100 * hi);
     return b;
 }
+
+static const char *pct(double x) { return pct_of(x, 0); }
+static const char *pct_ci(double lo, double hi) { return interval_of(lo, hi, 0); }
+static const char *pp(double x) { return pct_of(x, 1); }
+static const char *pp_ci(double lo, double hi) { return interval_of(lo, hi, 1); }
 
 static const char *pval(double p)
 {
