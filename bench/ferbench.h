@@ -41,8 +41,9 @@ typedef struct {
 /* The canonical predictions CSV of sp (probability columns only when p->prob), written atomically. */
 int predictions_write_csv(const char *path, const data_split *sp, const split_predictions *p, char *err,
                           size_t errlen);
-/* In one transaction: a tool_runs row, the model_runs row (out: the CSV written), one predictions row per
- * item and the timings row. -1 with a message, nothing written. */
+/* In one transaction: a tool_runs row, the model_runs row (out: the CSV written; the mask assignment from
+ * sp->mode / mode_seed), one predictions row per item and the timings row. -1 with a message, nothing
+ * written. */
 int predictions_record(struct sqlite3 *db, const data_split *sp, const split_predictions *p, const char *out,
                        char *err, size_t errlen);
 

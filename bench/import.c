@@ -414,7 +414,7 @@ static int header_value(const char *comment, const char *key, char *out, size_t 
 
 /* Options that drive the engine, which an import does not run. */
 static const char *const engine_opts[] = {"weights", "config", "size", "width", "device", "precision",
-                                          "deterministic", "batch", "mode"};
+                                          "deterministic", "batch"};
 
 static int valid_model_name(const char *s)
 {
@@ -477,6 +477,10 @@ int cmd_import(const cli_args *a)
         goto out;
     snprintf(sp.split, sizeof sp.split, "%s", split);
     sp.labels = data_label_names;
+    /* The masked images the baseline was evaluated on, as for `run --model ours`: recorded, so the report
+     * can tell when models did not see the same masks. */
+    if (data_choose_masks(db, ds, sp.dataset, split, cli_get(a, "mode"), sp.mode, &sp.mode_seed, err, sizeof err))
+        goto out;
     int nsplit = 0; /* sp.n is set with sp.items, for data_split_free */
     for (long i = 0; i < ix.n; i++) nsplit += ix.img[i].in_split >= 0;
     if (!nsplit) {
@@ -707,8 +711,9 @@ int cmd_import(const cli_args *a)
         goto out;
     long correct = 0;
     for (int i = 0; i < sp.n; i++) correct += pred[i] == sp.items[i].label;
-    printf("import model=%s dataset=%s split=%s images=%d accuracy=%.6f scores=%s source=%s out=%s\n", model,
-           sp.dataset, split, sp.n, (double)correct / sp.n, !sc.n ? "none" : kind ? "logits" : "probs", path, out);
+    printf("import model=%s dataset=%s split=%s masks=%s:%lld images=%d accuracy=%.6f scores=%s source=%s out=%s\n",
+           model, sp.dataset, split, sp.mode, sp.mode_seed, sp.n, (double)correct / sp.n,
+           !sc.n ? "none" : kind ? "logits" : "probs", path, out);
     rc = EXIT_OK;
 out:
     if (rc != EXIT_OK) log_error("%s", err[0] ? err : "import failed");

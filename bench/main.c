@@ -43,7 +43,8 @@ static const cli_opt run_opts[] = {
     MODEL_OPTS,
     {"db", "FILE", "database (default db/ferbench.sqlite)"},
     {"dataset", "NAME", "dataset (default: the only one)"},
-    {"mode", "MODE[:SEED]", "which renders (default: the only mask assignment rendered)"},
+    {"mode", "MODE[:SEED]", "which renders, i.e. masks (default: the only mask assignment rendered); an import "
+                            "records the one its baseline was evaluated on"},
     {"split", "S", "train, val or test (default test)"},
     {"batch", "N", "batch size (default 16)"},
     {"out", "P.csv", "predictions CSV (required)"},

@@ -56,8 +56,8 @@ int predictions_record(sqlite3 *db, const data_split *sp, const split_prediction
     if (db_begin(db, err, errlen)) goto done;
     if (db_tool_run_begin(db, "ferbench", FB_VERSION, ferbench_argv_json, &tool_run, err, errlen)) goto done;
     if (db_prepare(db, "INSERT INTO model_runs(tool_run_id, dataset_id, model, weights_path, weights_hash, split, "
-                       "predictions_path, source_path, source_hash) SELECT ?, id, ?, ?, ?, ?, ?, ?, ? FROM datasets "
-                       "WHERE name = ?", &st, err, errlen))
+                       "predictions_path, source_path, source_hash, mask_mode, mask_seed) "
+                       "SELECT ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM datasets WHERE name = ?", &st, err, errlen))
         goto done;
     sqlite3_bind_int64(st, 1, tool_run);
     sqlite3_bind_text(st, 2, p->model, -1, SQLITE_STATIC);
@@ -67,7 +67,10 @@ int predictions_record(sqlite3 *db, const data_split *sp, const split_prediction
     sqlite3_bind_text(st, 6, abs_o ? abs_o : out, -1, SQLITE_STATIC);
     bind_text_or_null(st, 7, abs_s ? abs_s : p->source_path);
     bind_text_or_null(st, 8, p->source_hash);
-    sqlite3_bind_text(st, 9, sp->dataset, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 9, sp->mode[0] ? sp->mode : NULL);
+    if (sp->mode[0]) sqlite3_bind_int64(st, 10, sp->mode_seed);
+    else sqlite3_bind_null(st, 10);
+    sqlite3_bind_text(st, 11, sp->dataset, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(db) != 1) goto sqlfail;
     sqlite3_finalize(st);
     st = NULL;

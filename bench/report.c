@@ -47,6 +47,7 @@ typedef struct {
     const char *model;       /* points into report.models */
     long long run_id, tool_run_id; /* tool_run_id 0: not recorded */
     char *started, *weights_path, *weights_hash, *source_path, *source_hash, *predictions_path; /* NULL: not recorded */
+    char *masks;             /* "MODE:SEED" of the renders evaluated, NULL: not recorded (schema version 1) */
     int *yhat;               /* aligned with the dataset's images */
     long *cm;
     metrics m;
@@ -84,6 +85,7 @@ typedef struct {
     int ncmp;
     int has_q, q_degenerate, q_df;
     double q, q_p;
+    int masks_differ;        /* the runs were not all evaluated on one recorded mask assignment */
 } dataset_eval;
 
 typedef struct {
@@ -468,7 +470,8 @@ static int load_runs(sqlite3 *db, const report *r, dataset_eval *d, char *err, s
 {
     sqlite3_stmt *st;
     if (db_prepare(db, "SELECT m.id, m.tool_run_id, t.started, m.weights_path, m.weights_hash, m.source_path, "
-                       "m.source_hash, m.predictions_path FROM model_runs m LEFT JOIN tool_runs t ON t.id = m.tool_run_id "
+                       "m.source_hash, m.predictions_path, m.mask_mode || ':' || m.mask_seed "
+                       "FROM model_runs m LEFT JOIN tool_runs t ON t.id = m.tool_run_id "
                        "WHERE m.dataset_id = ? AND m.split = ? AND m.model = ? ORDER BY m.id DESC LIMIT 1",
                    &st, err, errlen))
         return -1;
@@ -494,13 +497,22 @@ static int load_runs(sqlite3 *db, const report *r, dataset_eval *d, char *err, s
         x->source_path = db_column_dup(st, 5, NULL);
         x->source_hash = db_column_dup(st, 6, NULL);
         x->predictions_path = db_column_dup(st, 7, NULL);
+        x->masks = db_column_dup(st, 8, NULL);
         if (x->model == r->reference) d->ref = d->nruns - 1;
     }
     sqlite3_finalize(st);
-    for (int i = 0; i < d->nruns; i++)
+    for (int i = 0; i < d->nruns; i++) {
+        const char *a = d->runs[i].masks, *b = d->runs[0].masks;
+        d->masks_differ |= !a || !b || strcmp(a, b) != 0;
         if (load_timings(db, r, &d->runs[i], err, errlen)) return -1;
+    }
     return 0;
 }
+
+/* Models compared on different masks differ by more than the model: said wherever the runs are listed. */
+static const char masks_differ_note[] =
+    "Warning: these runs were not all evaluated on the same recorded mask assignment, so their differences "
+    "mix the models with the masks.";
 
 /* ---- statistics ------------------------------------------------------------------ */
 
@@ -596,6 +608,8 @@ static void json_run(FILE *f, const dataset_eval *d, const run_eval *x, int is_r
     else fputs("null", f);
     fputs(", \"started\": ", f);
     jstr(f, x->started);
+    fputs(", \"masks\": ", f);
+    jstr(f, x->masks);
     fputs(",\n     \"weights_path\": ", f);
     jstr(f, x->weights_path);
     fputs(", \"weights_hash\": ", f);
@@ -763,6 +777,8 @@ static void write_json(FILE *f, const report *r)
         }
         fputs(", \"notes\": [", f);
         if (d->ref < 0) fputs("\"the reference has no run on this dataset: no comparisons\"", f);
+        if (d->masks_differ)
+            fprintf(f, "%s\"%s\"", d->ref < 0 ? ", " : "", masks_differ_note);
         fputs("]}", f);
     }
     fputs("\n ]}\n", f);
@@ -1025,16 +1041,18 @@ static void doc_dataset(const doc *d, const report *r, const dataset_eval *ds)
 
     doc_heading(d, 3, "Runs");
     table t;
-    tab_init(&t, "lrll");
+    tab_init(&t, "lrlll");
     tab_add(&t, "model");
     tab_add(&t, "run");
     tab_add(&t, "started");
+    tab_add(&t, "masks");
     tab_add(&t, "provenance");
     for (int i = 0; i < ds->nruns; i++) {
         const run_eval *x = &ds->runs[i];
         tab_model(&t, r, x->model);
         tab_num(&t, "%lld", x->run_id);
         tab_add(&t, "%s", x->started ? x->started : "not recorded");
+        tab_add(&t, "%s", x->masks ? x->masks : "not recorded");
         char *w = NULL, *s = NULL;
         if (x->weights_path &&
             asprintf(&w, "weights %s (sha256 %s)", x->weights_path, x->weights_hash ? x->weights_hash : "not recorded") < 0)
@@ -1047,6 +1065,8 @@ static void doc_dataset(const doc *d, const report *r, const dataset_eval *ds)
         free(s);
     }
     doc_table(d, &t);
+    doc_para(d, "masks: the mask assignment (mode:seed of `masksynth init`) whose masked images the run was "
+                "evaluated on.%s%s", ds->masks_differ ? " " : "", ds->masks_differ ? masks_differ_note : "");
 
     doc_heading(d, 3, "Metrics");
     tab_init(&t, "lrrrrrrrr");
@@ -1279,6 +1299,7 @@ static void report_free(report *r)
             free(x->source_path);
             free(x->source_hash);
             free(x->predictions_path);
+            free(x->masks);
             free(x->yhat);
             free(x->cm);
             if (x->m.cm) metrics_free(&x->m);

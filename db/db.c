@@ -10,9 +10,13 @@
 /* migrations[v] takes a database from schema version v to v + 1. A new version appends one entry. */
 static const char *const migrations[] = {
     db_schema_sql, /* 0 -> 1: the first schema, on a new file */
-    /* 1 -> 2: imported predictions (`ferbench run --predictions F`) keep the file they came from. */
+    /* 1 -> 2: imported predictions (`ferbench run --predictions F`) keep the file they came from, and every
+     * model run the mask assignment its split was evaluated on (NULL in runs recorded before). */
     "ALTER TABLE model_runs ADD COLUMN source_path TEXT;"
-    "ALTER TABLE model_runs ADD COLUMN source_hash TEXT CHECK (source_hash IS NULL OR length(source_hash) = 64);",
+    "ALTER TABLE model_runs ADD COLUMN source_hash TEXT CHECK (source_hash IS NULL OR length(source_hash) = 64);"
+    "ALTER TABLE model_runs ADD COLUMN mask_mode TEXT CHECK (mask_mode IS NULL OR mask_mode IN ('identity', 'pattern', "
+    "'none'));"
+    "ALTER TABLE model_runs ADD COLUMN mask_seed INTEGER CHECK ((mask_mode IS NULL) = (mask_seed IS NULL));",
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == DB_SCHEMA_VERSION,
                "one migration per schema version");

@@ -1,5 +1,5 @@
 -- ferbench database, schema version 1; later versions are the migrations in db/db.c, applied in order
--- (version 2: model_runs.source_path, source_hash).
+-- (version 2: model_runs.source_path, source_hash, mask_mode, mask_seed).
 -- Applied once to a new file by db_open() inside one transaction; the C layer sets PRAGMA user_version.
 -- Conventions: timestamps are ISO-8601 UTC text; hashes are lowercase hex text; labels and predictions are
 -- class indices in RAF-DB order (0 surprise .. 6 neutral; 7 is FER+ contempt when 8 classes are kept);
@@ -157,7 +157,8 @@ CREATE TABLE train_epochs (
 
 -- One evaluation of a model on one split of a dataset (trained here or imported predictions).
 -- Schema version 2 adds source_path and source_hash (SHA-256): the file imported predictions came from
--- (NULL for runs of the model here, which have weights_path and weights_hash instead).
+-- (NULL for runs of the model here, which have weights_path and weights_hash instead); and mask_mode,
+-- mask_seed: the assignment (assignments.mode, seed) whose masked images the split was evaluated on.
 CREATE TABLE model_runs (
     id               INTEGER PRIMARY KEY,
     tool_run_id      INTEGER REFERENCES tool_runs(id) ON DELETE SET NULL,

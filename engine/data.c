@@ -122,9 +122,8 @@ void data_split_free(data_split *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Picks the (mode, seed) of the renders to use; 0, or -1 with err. */
-static int choose_mode(sqlite3 *db, long long ds, const data_split *s, const char *mode, char *out_mode,
-                       long long *out_seed, char *err, size_t errlen)
+int data_choose_masks(sqlite3 *db, long long ds, const char *dataset, const char *split, const char *mode,
+                      char out_mode[16], long long *out_seed, char *err, size_t errlen)
 {
     char want[16] = "";
     long long want_seed = 0;
@@ -163,7 +162,7 @@ static int choose_mode(sqlite3 *db, long long ds, const data_split *s, const cha
         sqlite3_stmt *st;
         if (db_prepare(db, sql[q], &st, err, errlen)) return -1;
         sqlite3_bind_int64(st, 1, ds);
-        sqlite3_bind_text(st, 2, s->split, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, split, -1, SQLITE_STATIC);
         if (mode) sqlite3_bind_text(st, 3, want, -1, SQLITE_STATIC);
         if (has_seed) sqlite3_bind_int64(st, 4, want_seed);
         char list[1024] = "";
@@ -182,18 +181,18 @@ static int choose_mode(sqlite3 *db, long long ds, const data_split *s, const cha
         }
         sqlite3_finalize(st);
         if (found > 1) {
-            set_err(err, errlen, "dataset %s, split %s: renders of several assignments (%s): choose one with MODE:SEED",
-                    s->dataset, s->split, list);
+            set_err(err, errlen, "dataset %s, split %s: %s of several mask assignments (%s): choose one with MODE:SEED",
+                    dataset, split, q ? "images" : "renders", list);
             return -1;
         }
         if (found == 1) return 0;
     }
     if (mode)
-        set_err(err, errlen, "dataset %s, split %s: no assignment of mode %s: run `masksynth init` with it", s->dataset,
-                s->split, mode);
+        set_err(err, errlen, "dataset %s, split %s: no assignment of mode %s: run `masksynth init` with it", dataset,
+                split, mode);
     else
-        set_err(err, errlen, "dataset %s, split %s: no pattern assignments: run `masksynth init` first", s->dataset,
-                s->split);
+        set_err(err, errlen, "dataset %s, split %s: no pattern assignments: run `masksynth init` first", dataset,
+                split);
     return -1;
 }
 
@@ -295,7 +294,7 @@ int data_open_split(const char *db_path, const char *dataset, const char *split,
                 nimages);
         goto out;
     }
-    if (choose_mode(db, ds, &s, mode, s.mode, &s.mode_seed, err, errlen)) goto out;
+    if (data_choose_masks(db, ds, s.dataset, s.split, mode, s.mode, &s.mode_seed, err, errlen)) goto out;
 
     if (db_prepare(db, "SELECT i.id, i.name, i.label, ifnull(i.width, 0), ifnull(i.height, 0), r.id, r.status, "
                        "r.output_path, r.alpha_path, r.landmarks FROM images i "

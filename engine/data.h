@@ -55,6 +55,13 @@ struct sqlite3;
 int data_find_dataset(struct sqlite3 *db, const char *db_path, const char *name, long long *id, char **name_out,
                       int *nclasses, char *err, size_t errlen);
 
+/* Which mask assignment (assignments.mode, seed) a split is evaluated on: mode is "MODE", "MODE:SEED" or
+ * NULL; with NULL the split's renders must come from one (mode, seed), or, without renders, its images must
+ * have one assignment. -1 with a message naming the choices ("renders of several mask assignments (identity:42
+ * (400 rendered), pattern:7 (400 rendered)): choose one with MODE:SEED"). */
+int data_choose_masks(struct sqlite3 *db, long long dataset_id, const char *dataset, const char *split,
+                      const char *mode, char out_mode[16], long long *out_seed, char *err, size_t errlen);
+
 /* Loads the items of one split.
  *   dataset  a datasets.name, or NULL when the database holds exactly one dataset.
  *   split    train | val | test.

@@ -750,7 +750,7 @@ static void test_open_errors(void **state)
                                        NULL});
     char *two = build_db("two", V_TWO_MODES);
     expect_open_error(two, NULL, "train", NULL,
-                      (const char *[]){"several assignments", "identity:1 (10 rendered)", "pattern:2 (10 rendered)", NULL});
+                      (const char *[]){"several mask assignments", "identity:1 (10 rendered)", "pattern:2 (10 rendered)", NULL});
     data_split s;
     char err[2048];
     if (data_open_split(two, NULL, "train", "pattern", &s, err, sizeof err)) fail_msg("%s", err);

@@ -156,6 +156,8 @@ static void test_migrates_version_1(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM model_runs WHERE model = 'ours' AND source_path IS NULL "
                                    "AND source_hash IS NULL"), 1);
     assert_int_equal(db_exec(db, "UPDATE model_runs SET source_hash = 'abc'", err, sizeof err), -1);
+    assert_int_equal(db_exec(db, "UPDATE model_runs SET mask_mode = 'identity'", err, sizeof err), -1); /* no seed */
+    assert_int_equal(db_exec(db, "UPDATE model_runs SET mask_mode = 'identity', mask_seed = 42", err, sizeof err), 0);
     db_close(db);
     /* Opening again does not migrate twice. */
     assert_int_equal(db_open(path, &db, err, sizeof err), 0);

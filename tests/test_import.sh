@@ -194,7 +194,8 @@ cmp -s "$T/scn.out.csv" "$T/scn.expected.csv" && ok "SCN: the canonical CSV pyth
 [ "$(q "SELECT model || ' ' || split || ' ' || (weights_path IS NULL) || ' ' || source_hash FROM model_runs ORDER BY id DESC LIMIT 1")" = \
   "scn test 1 $(sha256sum "$T/scn.csv" | cut -d' ' -f1)" ] &&
   [ "$(q "SELECT source_path FROM model_runs ORDER BY id DESC LIMIT 1")" = "$(realpath "$T/scn.csv")" ] &&
-  ok "model_runs: model scn, split test, no weights, the source's absolute path and SHA-256" ||
+  [ "$(q "SELECT mask_mode || ':' || mask_seed FROM model_runs ORDER BY id DESC LIMIT 1")" = identity:42 ] &&
+  ok "model_runs: model scn, split test, masks identity:42, no weights, the source's absolute path and SHA-256" ||
   nok "model_runs row" "$(q "SELECT * FROM model_runs")"
 [ "$(q "SELECT count(*), count(probabilities) FROM predictions p JOIN model_runs m ON m.id = p.model_run_id WHERE m.model = 'scn'")" = "60|60" ] &&
   [ "$(q "SELECT count(*) FROM timings")" = 0 ] &&
@@ -298,6 +299,23 @@ rc=$?
 rc=$?
 [ $rc = 2 ] && grep -q "none.sqlite" "$T/err" && [ ! -e "$T/none.sqlite" ] && ok "a database that is not there: exit 2, not created" ||
     nok "missing database" "exit $rc" "$(cat "$T/err")"
+# Masks: with a second assignment in the database the import must be told which one the baseline saw,
+# and the report warns that the models did not all see the same masks.
+cp "$T/d.sqlite" "$T/d1.sqlite"
+q "INSERT INTO assignments(image_id, pattern_id, mode, seed) SELECT image_id, pattern_id, 'pattern', 7 FROM assignments"
+bad "two mask assignments and no --mode" "images of several mask assignments (identity:42 (60 assigned), pattern:7 (60 assigned)): choose one with MODE:SEED" \
+    --model pacvt --predictions "$T/scn.out.csv"
+bad "an unknown --mode" "mode 'ident': unknown (identity, pattern or none)" --model pacvt --predictions "$T/scn.out.csv" --mode ident
+good "--mode pattern:7" "$T/pacvt.out.csv" --model pacvt --predictions "$T/scn.out.csv" --mode pattern:7
+[ "$(q "SELECT mask_mode || ':' || mask_seed FROM model_runs WHERE model = 'pacvt'")" = pattern:7 ] &&
+    ok "the import records the masks it was evaluated on (pattern:7)" || nok "pacvt masks"
+"$FB" report --db "$T/d.sqlite" --out "$T/report-masks" --resamples 50 >"$T/out" 2>"$T/err" &&
+    grep -q "Warning: these runs were not all evaluated on the same recorded mask assignment" "$T/report-masks/report.md" &&
+    grep -q '| pacvt | [0-9]* | [^|]* | pattern:7 |' "$T/report-masks/report.md" &&
+    ok "the report shows each run's masks and warns when they differ" ||
+    nok "report masks warning" "$(cat "$T/err")" "$(grep -n 'pacvt' "$T/report-masks/report.md" | head -3)"
+cp "$T/d1.sqlite" "$T/d.sqlite"
+
 # The imports feed the report: each model's latest run, with the accuracy ferstats gives its canonical CSV.
 "$FB" report --db "$T/d.sqlite" --out "$T/report" --resamples 200 >"$T/out" 2>"$T/err"
 rc=$?

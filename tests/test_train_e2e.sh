@@ -67,7 +67,10 @@ echo "# test accuracy $acc; chance 1/7 = 0.143; majority class $majority; requir
 check "ferstats check --min-accuracy $MIN_ACC" "$FS" check "$T/pred.csv" --min-accuracy "$MIN_ACC"
 r=$(q "SELECT count(*) FROM predictions p JOIN model_runs m ON m.id = p.model_run_id WHERE m.split = 'test'")
 tm=$(q "SELECT count(*) FROM timings WHERE ms_per_image > 0 AND images_per_s > 0 AND peak_bytes > 0")
-[ "$r" = 400 ] && [ "$tm" = 1 ] && ok "model_runs, 400 prediction rows and a timings row" || nok "run rows" "predictions $r timings $tm"
+mm=$(q "SELECT group_concat(mask_mode || ':' || mask_seed) FROM model_runs")
+[ "$r" = 400 ] && [ "$tm" = 1 ] && [ "$mm" = identity:42 ] &&
+    ok "model_runs (masks identity:42), 400 prediction rows and a timings row" ||
+    nok "run rows" "predictions $r timings $tm masks $mm"
 check "the checkpoint runs too (moments ignored), same predictions" "$FB" run --weights "$T/run/best.ckpt.safetensors" \
     --db "$T/d.sqlite" --split test --out "$T/pred2.csv" --threads 1
 cmp -s "$T/pred.csv" "$T/pred2.csv" && ok "predictions byte-identical at 1 and 2 threads" || nok "predictions 1 vs 2 threads"
