@@ -78,8 +78,8 @@ static const cli_opt report_opts[] = {
     {"models", "A,B,...", "the models to report, in this order (default: all with a run on the split, the "
                           "reference first, then by name)"},
     {"reference", "NAME", "the model the others are compared with (default: ours when present, else the first)"},
-    {"method", "midp|exact|chi2|chi2-cc", "McNemar variant (default midp)"},
-    {"adjust", "holm|bonferroni|none", "multiple-comparison adjustment per dataset (default holm)"},
+    {"method", "M", "McNemar variant: midp (default), exact, chi2 or chi2-cc"},
+    {"adjust", "A", "multiple-comparison adjustment per dataset: holm (default), bonferroni or none"},
     {"alpha", "A", "significance level; intervals are at 1 - A (default 0.05)"},
     {"resamples", "N", "bootstrap resamples of the macro-F1 intervals (default 2000)"},
     {"seed", "N", "bootstrap seed (default 42)"},
