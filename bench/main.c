@@ -100,6 +100,7 @@ static const cli_command commands[] = {
 
 int main(int argc, char **argv)
 {
+    cpu_pin_blas_kernels(argv); /* same bits on every AVX2 machine (backend.h) */
     char *args = cli_argv_json(argc, argv);
     ferbench_argv_json = args;
     int rc = cli_main("ferbench", "Trains and runs the occlusion-aware FER model and reports benchmarks.", commands,

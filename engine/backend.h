@@ -139,6 +139,14 @@ backend *backend_open(const char *device, const backend_options *opt, char *err,
 void backend_close(backend *b);
 /* The CPU backend itself (backend_open("cpu") returns one of these). */
 backend *backend_cpu_create(const backend_options *opt);
+
+/* OpenBLAS chooses its sgemm kernels by CPU (Haswell on AVX2, SkylakeX / Cooperlake on AVX-512...) and their
+ * summation orders differ in the last bits, so one seed would train different weights on different machines.
+ * Called first in main: on a CPU with AVX2 and FMA, unless OPENBLAS_CORETYPE is already set (the user's
+ * choice wins), it sets OPENBLAS_CORETYPE=Haswell and re-executes the program, because OpenBLAS reads it when
+ * it is loaded, before main. Every AVX2 machine then computes the same bits. Returns only when nothing was
+ * done (or exec failed: OpenBLAS's own choice then stands). The backend's description names the kernels. */
+void cpu_pin_blas_kernels(char **argv);
 /* Parses "fp32" | "tf32" | "bf16"; -1 otherwise. */
 int precision_parse(const char *s, precision *out);
 static inline const char *precision_name(precision p)

@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "optim.h"
 
+#include <cblas.h>
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdint.h>
@@ -255,7 +256,7 @@ static backend *cpu_create(const backend_options *opt, int staged)
     cx->staged = staged;
     b->name = staged ? "cpu-staged" : "cpu";
     b->host_memory = !staged;
-    snprintf(b->desc, sizeof b->desc, "%s:%d", b->name, ops_threads());
+    snprintf(b->desc, sizeof b->desc, "%s:%d OpenBLAS %s", b->name, ops_threads(), openblas_get_corename());
     b->ctx = cx;
     b->alloc = cpu_alloc, b->release = cpu_release, b->upload = cpu_upload, b->download = cpu_download;
     b->sync = cpu_sync, b->error = cpu_error, b->bytes_in_use = cpu_bytes, b->peak_bytes = cpu_peak;
@@ -278,6 +279,13 @@ static backend *cpu_create(const backend_options *opt, int staged)
 }
 
 backend *backend_cpu_create(const backend_options *opt) { return cpu_create(opt, 0); }
+
+void cpu_pin_blas_kernels(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE") || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+    if (setenv("OPENBLAS_CORETYPE", "Haswell", 1) != 0) return;
+    execv("/proc/self/exe", argv); /* returns only on failure: then OpenBLAS's own choice stands */
+}
 
 /* ---- opening a backend by name ---- */
 

@@ -810,6 +810,20 @@ for m in infer train; do
 done
 finish "ferbench bench --profile: per-op rows, every op of the tape counted once, shares sum to 100%"
 
+# ---- ferbench pins OpenBLAS's kernels on AVX2 machines (same bits everywhere); the user's choice wins
+if grep -q -w avx2 /proc/cpuinfo && grep -q -w fma /proc/cpuinfo; then
+    (unset OPENBLAS_CORETYPE; "$FB" bench --device cpu --config fopm-tiny --batch 1 --mode infer --iters 1 --warmup 0 \
+        >"$TMP/stdout" 2>"$TMP/stderr")
+    has "$TMP/stdout" 'desc="cpu:' || reason "no bench line"
+    has "$TMP/stdout" ' OpenBLAS Haswell"' || reason "OpenBLAS not pinned to its Haswell kernels"
+    OPENBLAS_CORETYPE=Sandybridge "$FB" bench --device cpu --config fopm-tiny --batch 1 --mode infer --iters 1 \
+        --warmup 0 >"$TMP/stdout" 2>"$TMP/stderr"
+    has "$TMP/stdout" ' OpenBLAS Sandybridge"' || reason "OPENBLAS_CORETYPE=Sandybridge not respected"
+    finish "ferbench: OpenBLAS's Haswell kernels on an AVX2 CPU, OPENBLAS_CORETYPE when set"
+else
+    skip "ferbench: OpenBLAS kernels pinned on AVX2" "no AVX2 + FMA here: OpenBLAS keeps its own choice"
+fi
+
 # ---- report -------------------------------------------------------------------
 
 echo "1..$n"
