@@ -422,6 +422,105 @@ static int valid_model_name(const char *s)
     return n >= 1 && n <= 64 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-") == n;
 }
 
+/* Where things are in the file, for parse_row. */
+typedef struct {
+    int col_image, col_label, col_pred; /* -1: no such column */
+    const score_cols *sc;               /* sc->n == 0: no scores */
+    const class_map *cm;
+    int kind;                           /* 0 probabilities, 1 logits */
+    int k;                              /* the dataset's classes */
+    const char *dataset, *split;
+} layout;
+
+/* One record: its image (of the split, not seen before: first_line), label, pred and, when p is not NULL,
+ * its probabilities in label order. 0, or -1 with r->err ("path:line: ..."). */
+static int parse_row(csv_reader *r, const layout *L, const image_index *ix, long *first_line, row *w, double *p)
+{
+    char why[256];
+    *w = (row){.line = r->line, .label = -1, .pred = -1, .label_raw = LONG_MIN};
+    int f = index_find(ix, r->field[L->col_image], &w->img);
+    if (f == -2) {
+        csv_fail(r, "'%.80s' could name several images of dataset %s (one is %s): write the image's name",
+                 r->field[L->col_image], L->dataset, ix->img[w->img].name);
+        return -1;
+    }
+    if (f < 0) {
+        csv_fail(r, "'%.80s' is not an image of dataset %s", r->field[L->col_image], L->dataset);
+        return -1;
+    }
+    const image_row *im = &ix->img[w->img];
+    if (im->in_split < 0) {
+        if (strcmp(im->status, "ok") != 0) csv_fail(r, "image %s cannot be used (status %s)", im->name, im->status);
+        else if (!im->split[0]) csv_fail(r, "image %s is in no benchmark split", im->name);
+        else csv_fail(r, "image %s is in the %s split, not %s (--split %s?)", im->name, im->split, L->split, im->split);
+        return -1;
+    }
+    if (first_line[w->img]) {
+        csv_fail(r, "image %s again (first on line %ld)", im->name, first_line[w->img]);
+        return -1;
+    }
+    first_line[w->img] = r->line;
+    /* An index outside the classes counts as a disagreement, so the message can hint at the right
+     * --classes / --index-base from all the labels. */
+    if (L->col_label >= 0 &&
+        (w->label = class_of_value(L->cm, r->field[L->col_label], &w->label_raw, why, sizeof why)) < 0 &&
+        w->label_raw == LONG_MIN) {
+        csv_fail(r, "label: %s", why);
+        return -1;
+    }
+    long pred_raw = LONG_MIN;
+    if (L->col_pred >= 0) {
+        if ((w->pred = class_of_value(L->cm, r->field[L->col_pred], &pred_raw, why, sizeof why)) < 0) {
+            csv_fail(r, "pred: %s", why);
+            return -1;
+        }
+        if (w->pred >= L->k) {
+            csv_fail(r, "pred is %s, which dataset %s does not have (%d classes)", data_label_names[w->pred],
+                     L->dataset, L->k);
+            return -1;
+        }
+    }
+    if (L->sc->n) {
+        double sum = 0, mx = -INFINITY;
+        for (int j = 0; j < L->sc->n; j++) {
+            const char *cell = r->field[L->sc->col[j]];
+            if (parse_number(cell, &p[L->sc->cls[j]]) != 0) {
+                csv_fail(r, "%s score '%.40s' is not a finite number", data_label_names[L->sc->cls[j]], cell);
+                return -1;
+            }
+        }
+        if (L->kind == 0) {
+            for (int c = 0; c < L->k; c++) {
+                if (p[c] < 0 || p[c] > 1) {
+                    csv_fail(r, "probability of %s is %.17g, outside [0, 1] (logits? --score-kind logits)",
+                             data_label_names[c], p[c]);
+                    return -1;
+                }
+                sum += p[c];
+            }
+            if (fabs(sum - 1) > 1e-3) {
+                csv_fail(r, "probabilities sum to %.17g, not 1 +- 1e-3 (logits? --score-kind logits)", sum);
+                return -1;
+            }
+        } else { /* softmax in double, from the largest logit */
+            for (int c = 0; c < L->k; c++) mx = fmax(mx, p[c]);
+            for (int c = 0; c < L->k; c++) sum += (p[c] = exp(p[c] - mx));
+            for (int c = 0; c < L->k; c++) p[c] /= sum;
+        }
+        int best = 0;
+        for (int c = 1; c < L->k; c++)
+            if (p[c] > p[best]) best = c;
+        if (w->pred < 0) w->pred = best; /* ties: the first class in label order */
+        else if (p[w->pred] < p[best]) {
+            csv_fail(r, "pred is %s but the highest score is %s's (%.6g against %.6g)%s", data_label_names[w->pred],
+                     data_label_names[best], p[best], p[w->pred],
+                     pred_raw != LONG_MIN ? "; are --classes and --index-base right?" : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cmd_import(const cli_args *a)
 {
     const char *model = cli_get(a, "model"), *path = cli_get(a, "predictions"), *out = cli_get(a, "out");
@@ -550,104 +649,19 @@ int cmd_import(const cli_args *a)
     /* The rows. */
     first_line = xcalloc((size_t)ix.n, sizeof *first_line);
     const int k = sp.nclasses;
+    const layout L = {.col_image = col_image, .col_label = col_label, .col_pred = col_pred, .sc = &sc, .cm = &cm,
+                      .kind = kind, .k = k, .dataset = sp.dataset, .split = split};
     int pending = !has_header; /* without a header the first record is data */
     while (pending || (got = csv_next(&r)) == 1) {
         pending = 0;
-        if (r.nfields != ncols) {
-            csv_fail(&r, "%d fields, the header has %d", r.nfields, ncols);
-            goto rowfail;
-        }
         if (nrows == cap) {
             rows = xrealloc(rows, (size_t)(cap = cap ? 2 * cap : 4096) * sizeof *rows);
             if (sc.n) prob = xrealloc(prob, (size_t)cap * (size_t)k * sizeof *prob);
         }
-        row *w = &rows[nrows];
-        *w = (row){.line = r.line, .label = -1, .pred = -1, .label_raw = LONG_MIN};
-        int f = index_find(&ix, r.field[col_image], &w->img);
-        if (f == -2) {
-            csv_fail(&r, "'%.80s' could name several images of dataset %s (one is %s): write the image's name",
-                     r.field[col_image], sp.dataset, ix.img[w->img].name);
-            goto rowfail;
-        }
-        if (f < 0) {
-            csv_fail(&r, "'%.80s' is not an image of dataset %s", r.field[col_image], sp.dataset);
-            goto rowfail;
-        }
-        const image_row *im = &ix.img[w->img];
-        if (im->in_split < 0) {
-            if (strcmp(im->status, "ok") != 0) csv_fail(&r, "image %s cannot be used (status %s)", im->name, im->status);
-            else if (!im->split[0]) csv_fail(&r, "image %s is in no benchmark split", im->name);
-            else csv_fail(&r, "image %s is in the %s split, not %s (--split %s?)", im->name, im->split, split, im->split);
-            goto rowfail;
-        }
-        if (first_line[w->img]) {
-            csv_fail(&r, "image %s again (first on line %ld)", im->name, first_line[w->img]);
-            goto rowfail;
-        }
-        first_line[w->img] = r.line;
-        /* An index outside the classes counts as a disagreement, so the message can hint at the right
-         * --classes / --index-base from all the labels. */
-        if (col_label >= 0 &&
-            (w->label = class_of_value(&cm, r.field[col_label], &w->label_raw, why, sizeof why)) < 0 &&
-            w->label_raw == LONG_MIN) {
-            csv_fail(&r, "label: %s", why);
-            goto rowfail;
-        }
-        long pred_raw = LONG_MIN;
-        if (col_pred >= 0) {
-            if ((w->pred = class_of_value(&cm, r.field[col_pred], &pred_raw, why, sizeof why)) < 0) {
-                csv_fail(&r, "pred: %s", why);
-                goto rowfail;
-            }
-            if (w->pred >= k) {
-                csv_fail(&r, "pred is %s, which dataset %s does not have (%d classes)", data_label_names[w->pred],
-                         sp.dataset, k);
-                goto rowfail;
-            }
-        }
-        if (sc.n) {
-            double *p = prob + (size_t)nrows * k, sum = 0, mx = -INFINITY;
-            for (int j = 0; j < sc.n; j++) {
-                const char *cell = r.field[sc.col[j]];
-                if (parse_number(cell, &p[sc.cls[j]]) != 0) {
-                    csv_fail(&r, "%s score '%.40s' is not a finite number", data_label_names[sc.cls[j]], cell);
-                    goto rowfail;
-                }
-            }
-            if (kind == 0) {
-                for (int c = 0; c < k; c++) {
-                    if (p[c] < 0 || p[c] > 1) {
-                        csv_fail(&r, "probability of %s is %.17g, outside [0, 1] (logits? --score-kind logits)",
-                                 data_label_names[c], p[c]);
-                        goto rowfail;
-                    }
-                    sum += p[c];
-                }
-                if (fabs(sum - 1) > 1e-3) {
-                    csv_fail(&r, "probabilities sum to %.17g, not 1 +- 1e-3 (logits? --score-kind logits)", sum);
-                    goto rowfail;
-                }
-            } else { /* softmax in double, from the largest logit */
-                for (int c = 0; c < k; c++) mx = fmax(mx, p[c]);
-                for (int c = 0; c < k; c++) sum += (p[c] = exp(p[c] - mx));
-                for (int c = 0; c < k; c++) p[c] /= sum;
-            }
-            int best = 0;
-            for (int c = 1; c < k; c++)
-                if (p[c] > p[best]) best = c;
-            if (w->pred < 0) w->pred = best; /* ties: the first class in label order */
-            else if (p[w->pred] < p[best]) {
-                csv_fail(&r, "pred is %s but the highest score is %s's (%.6g against %.6g)%s", data_label_names[w->pred],
-                         data_label_names[best], p[best], p[w->pred],
-                         pred_raw != LONG_MIN ? "; are --classes and --index-base right?" : "");
-                goto rowfail;
-            }
-        }
+        if (r.nfields != ncols) got = csv_fail(&r, "%d fields, the header has %d", r.nfields, ncols);
+        else got = parse_row(&r, &L, &ix, first_line, &rows[nrows], sc.n ? prob + (size_t)nrows * k : NULL);
+        if (got < 0) break;
         nrows++;
-        continue;
-    rowfail:
-        snprintf(err, sizeof err, "%s", r.err);
-        goto out;
     }
     if (got < 0) {
         snprintf(err, sizeof err, "%s", r.err);
