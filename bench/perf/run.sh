@@ -21,3 +21,4 @@ fi
 sh bench/perf/ingest.sh
 sh bench/perf/render.sh
 sh bench/perf/engine.sh
+sh bench/perf/report.sh
