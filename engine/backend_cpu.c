@@ -283,8 +283,12 @@ backend *backend_cpu_create(const backend_options *opt) { return cpu_create(opt,
 void cpu_pin_blas_kernels(char **argv)
 {
     if (getenv("OPENBLAS_CORETYPE") || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
-    if (setenv("OPENBLAS_CORETYPE", "Haswell", 1) != 0) return;
-    execv("/proc/self/exe", argv); /* returns only on failure: then OpenBLAS's own choice stands */
+    /* The executable's real path, not /proc/self/exe, so the process keeps its name (ps, top, perf). */
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || setenv("OPENBLAS_CORETYPE", "Haswell", 1) != 0) return;
+    self[n] = '\0';
+    execv(self, argv); /* returns only on failure: then OpenBLAS's own choice stands */
 }
 
 /* ---- opening a backend by name ---- */
