@@ -830,19 +830,29 @@ static char *vformat(const char *fmt, va_list ap)
     return s;
 }
 
+/* One block of text: the formatted string, escaped for the rendering, between its opening and closing
+ * markup (HTML or Markdown). */
+static void doc_vblock(const doc *d, const char *html_open, const char *html_close, const char *md_open,
+                       const char *md_close, const char *fmt, va_list ap)
+{
+    char *s = vformat(fmt, ap);
+    fputs(d->html ? html_open : md_open, d->f);
+    doc_text(d, s);
+    fputs(d->html ? html_close : md_close, d->f);
+    free(s);
+}
+
 static void doc_heading(const doc *d, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void doc_heading(const doc *d, int level, const char *fmt, ...)
 {
+    char ho[8], hc[8], md[8];
+    snprintf(ho, sizeof ho, "<h%d>", level);
+    snprintf(hc, sizeof hc, "</h%d>\n", level);
+    snprintf(md, sizeof md, "%.*s ", level, "######");
     va_list ap;
     va_start(ap, fmt);
-    char *s = vformat(fmt, ap);
+    doc_vblock(d, ho, hc, md, "\n\n", fmt, ap);
     va_end(ap);
-    if (d->html) fprintf(d->f, "<h%d>", level);
-    else fprintf(d->f, "%.*s ", level, "######");
-    doc_text(d, s);
-    if (d->html) fprintf(d->f, "</h%d>\n", level);
-    else fputs("\n\n", d->f);
-    free(s);
 }
 
 static void doc_para(const doc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -850,12 +860,8 @@ static void doc_para(const doc *d, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = vformat(fmt, ap);
+    doc_vblock(d, "<p>", "</p>\n", "", "\n\n", fmt, ap);
     va_end(ap);
-    fputs(d->html ? "<p>" : "", d->f);
-    doc_text(d, s);
-    fputs(d->html ? "</p>\n" : "\n\n", d->f);
-    free(s);
 }
 
 static void doc_list(const doc *d, int begin)
@@ -869,12 +875,8 @@ static void doc_item(const doc *d, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = vformat(fmt, ap);
+    doc_vblock(d, "<li>", "</li>\n", "- ", "\n", fmt, ap);
     va_end(ap);
-    fputs(d->html ? "<li>" : "- ", d->f);
-    doc_text(d, s);
-    fputs(d->html ? "</li>\n" : "\n", d->f);
-    free(s);
 }
 
 /* A table of plain-text cells, row 0 the header; align has one 'l' or 'r'
