@@ -879,7 +879,7 @@ static void doc_item(const doc *d, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A table of plain-text cells, row 0 the header; align has one 'l' or 'r'
+/* A table of plain-text cells, row 0 the header; align has one 'l', 'r' or 'n' (left, never wrapped)
  * per column. Cells from tab_num hold only our own number formatting, so
  * Markdown gets them unescaped (readable "[1.00, 2.00]", not "\\[1.00, 2.00\\]"). */
 typedef struct {
@@ -925,6 +925,11 @@ static void tab_num(table *t, const char *fmt, ...)
     va_end(ap);
 }
 
+static const char *cell_class(char align)
+{
+    return align == 'r' ? " class=\"r\"" : align == 'n' ? " class=\"n\"" : "";
+}
+
 /* Renders and frees the table. */
 static void doc_table(const doc *d, table *t)
 {
@@ -934,7 +939,7 @@ static void doc_table(const doc *d, table *t)
         fputs(d->html ? "<tr>" : "|", d->f);
         for (size_t c = 0; c < nc; c++) {
             const char *tag = r == 0 ? "th" : "td";
-            if (d->html) fprintf(d->f, "<%s%s>", tag, t->align[c] == 'r' ? " class=\"r\"" : "");
+            if (d->html) fprintf(d->f, "<%s%s>", tag, cell_class(t->align[c]));
             else fputc(' ', d->f);
             if (t->num[r * nc + c] && !d->html) fputs(t->cell[r * nc + c], d->f);
             else doc_text(d, t->cell[r * nc + c]);
@@ -1043,7 +1048,7 @@ static void doc_dataset(const doc *d, const report *r, const dataset_eval *ds)
 
     doc_heading(d, 3, "Runs");
     table t;
-    tab_init(&t, "lrlll");
+    tab_init(&t, "lrnnl");
     tab_add(&t, "model");
     tab_add(&t, "run");
     tab_add(&t, "started");
@@ -1067,7 +1072,7 @@ static void doc_dataset(const doc *d, const report *r, const dataset_eval *ds)
         free(s);
     }
     doc_table(d, &t);
-    doc_para(d, "masks: the mask assignment (mode:seed of `masksynth init`) whose masked images the run was "
+    doc_para(d, "masks: the mask assignment (mode:seed of masksynth init) whose masked images the run was "
                 "evaluated on.%s%s", ds->masks_differ ? " " : "", ds->masks_differ ? masks_differ_note : "");
 
     doc_heading(d, 3, "Metrics");
@@ -1250,7 +1255,7 @@ static void write_doc(const doc *d, const report *r)
               "th { background: #f2f4f7; }\n"
               "td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }\n"
               "td { overflow-wrap: anywhere; }\n"
-              "td.r, td:first-child { white-space: nowrap; }\n" /* numbers and model names stay whole */
+              "td.r, td.n, td:first-child { white-space: nowrap; }\n" /* numbers, names, dates stay whole */
               ".cms { display: flex; flex-wrap: wrap; gap: 1em; }\n"
               "figure { margin: 0; }\n"
               "figcaption { font-size: 0.8em; color: #555; }\n"
