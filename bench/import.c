@@ -672,13 +672,10 @@ int cmd_import(const cli_args *a)
     if (nrows != nsplit) {
         char names[256] = "";
         int listed = 0;
-        long *line_of = xcalloc((size_t)ix.n, sizeof *line_of);
-        for (long i = 0; i < nrows; i++) line_of[rows[i].img] = 1;
         for (long i = 0; i < ix.n && listed < 3; i++)
-            if (ix.img[i].in_split >= 0 && !line_of[i])
+            if (ix.img[i].in_split >= 0 && !first_line[i]) /* first_line: the images rows named */
                 snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", listed++ ? ", " : "",
                          ix.img[i].name);
-        free(line_of);
         snprintf(err, sizeof err, "%s: %ld of the %d %s images of dataset %s have no row (first: %s)", path,
                  nsplit - nrows, nsplit, split, sp.dataset, names);
         goto out;

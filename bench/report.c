@@ -137,31 +137,6 @@ static char *path_in(const char *dir, const char *name)
     return p;
 }
 
-/* mkdir -p, then insist on a folder. */
-static int make_dirs(const char *path, char *err, size_t errlen)
-{
-    char *p = xstrdup(path);
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0') continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "--out %s: cannot create %s: %s", path, p, strerror(errno));
-            free(p);
-            return -1;
-        }
-        *s = c;
-        if (!c) break;
-    }
-    free(p);
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        snprintf(err, errlen, "--out %s: not a folder", path);
-        return -1;
-    }
-    return 0;
-}
-
 /* A piece of a file name: letters, digits, '.', '_' and '-' are kept, the
  * rest becomes '_'; a changed (or cut) name gets 8 hex digits of its SHA-256,
  * so different names stay different. */
@@ -348,13 +323,8 @@ static int cmp_id(const void *a, const void *b)
 static int load_images(sqlite3 *db, const report *r, dataset_eval *d, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
-    if (db_prepare(db, "SELECT EXISTS (SELECT 1 FROM images WHERE dataset_id = ? AND label = 7)", &st, err, errlen))
-        return -1;
-    sqlite3_bind_int64(st, 1, d->id);
-    int rc = sqlite3_step(st);
-    d->k = rc == SQLITE_ROW && sqlite3_column_int(st, 0) ? 8 : 7;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) return sql_failed(r, db, err, errlen);
+    int rc;
+    if (data_dataset_classes(db, d->id, &d->k, err, errlen)) return -1;
     if (db_prepare(db, "SELECT id, name, label FROM images WHERE dataset_id = ? AND status = 'ok' AND "
                        "benchmark_split = ? ORDER BY name",
                    &st, err, errlen))
@@ -1348,7 +1318,11 @@ static void html_file(FILE *f, const report *r) { write_doc(&(doc){f, 1}, r); }
 
 static int write_outputs(const report *r, const char *out, char *err, size_t errlen)
 {
-    if (make_dirs(out, err, errlen)) return -1;
+    char why[1024];
+    if (mkdir_p(out, why, sizeof why)) {
+        snprintf(err, errlen, "--out: %s", why);
+        return -1;
+    }
     for (int di = 0; di < r->nds; di++)
         for (int i = 0; i < r->ds[di].nruns; i++) {
             const dataset_eval *d = &r->ds[di];

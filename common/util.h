@@ -35,6 +35,10 @@ int atomic_open(atomic_file *af, const char *path, char *err, size_t errlen);
 int atomic_commit(atomic_file *af, char *err, size_t errlen);
 void atomic_abort(atomic_file *af);
 
+/* mkdir -p, then insist that path is a folder. -1 with "PATH: cannot create folder: reason", "PATH: not a
+ * folder" or "PATH: bad output folder name" in err. */
+int mkdir_p(const char *path, char *err, size_t errlen);
+
 /* Non-zero when s is valid UTF-8 of length len (no overlongs, no surrogates). */
 int utf8_valid(const char *s, size_t len);
 

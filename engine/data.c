@@ -196,6 +196,22 @@ int data_choose_masks(sqlite3 *db, long long ds, const char *dataset, const char
     return -1;
 }
 
+int data_dataset_classes(sqlite3 *db, long long dataset_id, int *nclasses, char *err, size_t errlen)
+{
+    /* Contempt (7) only if the dataset kept it, for every split alike. */
+    sqlite3_stmt *st;
+    if (db_prepare(db, "SELECT ifnull(max(label), 0) FROM images WHERE dataset_id = ?", &st, err, errlen)) return -1;
+    sqlite3_bind_int64(st, 1, dataset_id);
+    int rc = sqlite3_step(st);
+    *nclasses = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 7 ? 8 : 7;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        set_err(err, errlen, "%s: %s", sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
+        return -1;
+    }
+    return 0;
+}
+
 int data_find_dataset(sqlite3 *db, const char *db_path, const char *name, long long *id, char **name_out,
                       int *nclasses, char *err, size_t errlen)
 {
@@ -226,15 +242,11 @@ int data_find_dataset(sqlite3 *db, const char *db_path, const char *name, long l
         *name_out = NULL;
         return -1;
     }
-    /* Classes: contempt (7) only if the dataset kept it, for every split alike. */
-    if (db_prepare(db, "SELECT ifnull(max(label), 0) FROM images WHERE dataset_id = ?", &st, err, errlen)) {
+    if (data_dataset_classes(db, *id, nclasses, err, errlen)) {
         free(*name_out);
         *name_out = NULL;
         return -1;
     }
-    sqlite3_bind_int64(st, 1, *id);
-    *nclasses = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 7 ? 8 : 7;
-    sqlite3_finalize(st);
     return 0;
 }
 

@@ -50,10 +50,13 @@ typedef struct {
 
 struct sqlite3;
 /* The dataset named name (NULL: the database must hold exactly one) of an open database: its id, its name
- * (malloc'ed) and its class count (8 if any image has label 7, contempt; else 7). -1 with a message naming
+ * (malloc'ed) and its class count (data_dataset_classes). -1 with a message naming
  * db_path ("no dataset named ...", "several datasets (a, b): name one"). */
 int data_find_dataset(struct sqlite3 *db, const char *db_path, const char *name, long long *id, char **name_out,
                       int *nclasses, char *err, size_t errlen);
+
+/* The class count of a dataset: 8 if any of its images has label 7 (contempt), else 7. -1 with a message. */
+int data_dataset_classes(struct sqlite3 *db, long long dataset_id, int *nclasses, char *err, size_t errlen);
 
 /* Which mask assignment (assignments.mode, seed) a split is evaluated on: mode is "MODE", "MODE:SEED" or
  * NULL; with NULL the split's renders must come from one (mode, seed), or, without renders, its images must

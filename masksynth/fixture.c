@@ -413,33 +413,6 @@ static void plan_ferplus(plan *P)
 
 /* ---- output helpers -------------------------------------------------------- */
 
-static int mkdir_p(const char *path, char *err, size_t errlen)
-{
-    size_t len = strlen(path);
-    if (len == 0 || len >= PATH_MAX) {
-        snprintf(err, errlen, "%s: bad output folder name", path);
-        return -1;
-    }
-    char buf[PATH_MAX];
-    memcpy(buf, path, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "%s: cannot create folder: %s", buf, strerror(errno));
-            return -1;
-        }
-        buf[i] = c;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a folder", path);
-        return -1;
-    }
-    return 0;
-}
-
 static int join(char *out, size_t cap, const char *dir, const char *rel, char *err, size_t errlen)
 {
     int k = snprintf(out, cap, "%s/%s", dir, rel);
