@@ -6,6 +6,7 @@
 #   make asan   the same tests on an ASan + UBSan build (CPU only: nvcc code is not sanitized)
 #   make bench  speed benchmarks against the Python tools users have today
 #   make demo   a walk-through on the bundled example predictions
+#   make fuzz   libFuzzer (clang, ASan + UBSan) on the parsers of untrusted files, FUZZ_SECONDS each
 
 CC      ?= gcc
 BUILD   ?= build
@@ -32,7 +33,7 @@ ENGINE_SRC := engine/model.c engine/safetensors.c engine/ops_conv.c engine/ops_m
 ENGINE_LIBS := -lopenblas -ldl
 # The data pipeline reads the database, so it is kept apart from ENGINE_OBJ.
 DATA_SRC   := engine/data.c
-FERBENCH_SRC := bench/main.c bench/common.c bench/train.c bench/run.c bench/speed.c bench/predout.c bench/import.c bench/report.c
+FERBENCH_SRC := bench/main.c bench/commands.c bench/common.c bench/train.c bench/run.c bench/speed.c bench/predout.c bench/import.c bench/report.c
 MASK_SRC   := masksynth/dataset.c masksynth/ingest.c masksynth/phash.c masksynth/plan.c masksynth/store.c \
               masksynth/checks.c masksynth/face.c masksynth/fixture.c masksynth/mask.c masksynth/mask_preview.c masksynth/render.c
 
@@ -68,9 +69,11 @@ TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_d
          $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights \
          $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/test_ops_threads \
          $(BUILD)/tests/test_data $(BUILD)/tests/forward_dump \
-         $(BUILD)/tests/train_dump $(BUILD)/tests/test_backend $(BUILD)/tests/test_kernels_emu $(BUILD)/tests/net_parity
+         $(BUILD)/tests/train_dump $(BUILD)/tests/test_backend $(BUILD)/tests/test_kernels_emu $(BUILD)/tests/net_parity \
+         $(FUZZ_REPLAY)
 
-.PHONY: all deps test asan bench demo clean check-tools cuda cuda-missing
+.PHONY: all deps test asan bench demo clean check-tools cuda cuda-missing fuzz fuzz-deps
+.DELETE_ON_ERROR:
 all: $(TOOLS)
 
 $(BUILD)/%.o: %.c
@@ -191,6 +194,68 @@ $(BUILD)/tests/net_parity: $(BUILD)/tests/net_parity.o $(ENGINE_OBJ) $(COMMON_OB
 # Timing harness of the ops (not part of the suite): make build/tests/bench_ops
 $(BUILD)/tests/bench_ops: $(BUILD)/tests/bench_ops.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
+
+# Fuzz targets (tests/fuzz/): the parsers of files users hand us. Each target is
+# linked twice: with tests/fuzz/replay.c into the suite (every input of
+# tests/fuzz/corpus/<target>/ once, found by the binary's name), and with
+# libFuzzer by `make fuzz` (clang, into build/fuzz/).
+FUZZ_TARGETS := csv preds image safetensors ingest manifest import
+FUZZ_SRC_csv := $(COMMON_SRC)
+FUZZ_SRC_preds := $(STATS_SRC) $(COMMON_SRC)
+FUZZ_SRC_image := $(COMMON_SRC)
+FUZZ_SRC_safetensors := engine/model.c engine/safetensors.c $(COMMON_SRC)
+FUZZ_SRC_ingest := masksynth/ingest.c masksynth/dataset.c masksynth/phash.c $(COMMON_SRC)
+FUZZ_SRC_manifest := masksynth/checks.c masksynth/plan.c masksynth/dataset.c masksynth/phash.c $(COMMON_SRC)
+FUZZ_GEN_manifest := protocols.o
+# import runs the real command table (bench/commands.c) on a fixture database.
+FUZZ_SRC_import := $(filter-out bench/main.c,$(FERBENCH_SRC)) $(ENGINE_SRC) $(DATA_SRC) $(DB_SRC) $(STATS_SRC) \
+                   $(COMMON_SRC)
+FUZZ_GEN_import := db_schema_sql.o
+FUZZ_REPLAY := $(patsubst %,$(BUILD)/tests/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+FUZZ_BUILD := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread -fopenmp-simd -fno-math-errno \
+               -O1 -g -Wall -Wextra -Werror -Wno-pass-failed -MMD -MP -fsanitize=fuzzer-no-link $(FUZZ_SAN)
+FUZZ_BINS := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_SECONDS ?= 60
+fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(1))
+
+.SECONDEXPANSION:
+$(FUZZ_REPLAY): $(BUILD)/tests/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o \
+                $(BUILD)/tests/fuzz/fuzz_util.o $$(call obj,$$(FUZZ_SRC_$$*)) \
+                $$(addprefix $(BUILD)/,$$(FUZZ_GEN_$$*))
+	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+
+# The two kernels files use GCC's vector builtins (and OpenMP): gcc compiles
+# them, unsanitized; the parsers under test are all clang-instrumented.
+FUZZ_GCC_OBJ := $(FUZZ_BUILD)/engine/ops_conv.o $(FUZZ_BUILD)/engine/ops_misc.o
+$(FUZZ_GCC_OBJ): $(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread -fopenmp -fno-math-errno -O2 -g \
+	  -Wall -Wextra -Werror -MMD -MP -c $< -o $@
+
+# Generated sources (the schema, the protocols): FUZZ_GEN_<target>.
+$(FUZZ_BUILD)/db_schema_sql.o $(FUZZ_BUILD)/protocols.o: $(FUZZ_BUILD)/%.o: $(BUILD)/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/tests/fuzz/fuzz_util.o \
+              $$(call fuzz_obj,$$(FUZZ_SRC_$$*)) \
+              $$(addprefix $(FUZZ_BUILD)/,$$(FUZZ_GEN_$$*))
+	clang -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS) -lgomp
+
+fuzz-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEB_PACKAGES) $(FUZZ_PACKAGES)"
+
+# The import's target makes its fixture database with bin/masksynth.
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(BIN)/masksynth $(FUZZ_BINS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
 
 $(BUILD)/tests/test_image: $(BUILD)/tests/test_image.o $(BUILD)/tests/imgfix.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)

@@ -13,6 +13,7 @@
 struct sqlite3;
 
 extern const char *ferbench_argv_json; /* the command line, for tool_runs */
+extern const cli_command ferbench_commands[]; /* commands.c: the table cli_main runs */
 
 int cmd_train(const cli_args *a);
 int cmd_run(const cli_args *a);

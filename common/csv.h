@@ -31,7 +31,8 @@ typedef struct {
     char err[640];
 } csv_reader;
 
-/* Opens path. Returns 0, or -1 with r->err set ("path: reason"). */
+/* Opens path. Returns 0, or -1 with r->err set ("path: reason"); a failed
+ * open holds no memory (csv_close is then optional). */
 int csv_open(csv_reader *r, const char *path);
 /* Parses a copy of the given bytes; name is used in messages. */
 int csv_open_buffer(csv_reader *r, const char *name, const char *data, size_t len);

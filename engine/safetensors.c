@@ -482,7 +482,10 @@ static int parse_metadata(jp *j)
             free(k);
             return j->failed ? -1 : jfail(j, "__metadata__ values must be strings (byte %zu)", j->i);
         }
-        if (jstring(j, &v) != 0) return -1;
+        if (jstring(j, &v) != 0) {
+            free(k); /* the key of a value that did not parse (found by fuzz_safetensors) */
+            return -1;
+        }
         if (j->meta) {
             j->meta->key = xrealloc(j->meta->key, (size_t)(j->meta->n + 1) * sizeof(char *));
             j->meta->val = xrealloc(j->meta->val, (size_t)(j->meta->n + 1) * sizeof(char *));

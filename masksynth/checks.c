@@ -116,6 +116,27 @@ static int header_field(const char *line, const char *key, char *out, size_t len
     return -1;
 }
 
+/* A decimal integer in 0 .. 2^63-1 (the range of init's --seed), digits only: 0, or -1. */
+static int parse_u63(const char *s, unsigned long long *v)
+{
+    *v = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || *v > (0x7fffffffffffffffULL - (unsigned)(*s - '0')) / 10) return -1;
+        *v = *v * 10 + (unsigned)(*s - '0');
+    }
+    return 0;
+}
+
+/* s equals one of the given words. */
+#define one_of(s, ...) one_of_list(s, (const char *const[]){__VA_ARGS__, NULL})
+static int one_of_list(const char *s, const char *const *words)
+{
+    for (; *words; words++)
+        if (!strcmp(s, *words)) return 1;
+    return 0;
+}
+
 int manifest_read_header(const char *path, manifest_header *h, char *err, size_t errlen)
 {
     size_t len;
@@ -147,14 +168,31 @@ int manifest_read_header(const char *path, manifest_header *h, char *err, size_t
         snprintf(err, errlen, "%s:1: header misses one of dataset, kind, seed, val, val_fraction, assign, bank_seed, bank_size", path);
         goto out;
     }
-    h->seed = strtoull(seed, NULL, 10);
-    h->bank_seed = strtoull(bseed, NULL, 10);
-    h->bank_size = atoi(bsize);
-    h->val_fraction = atof(vf);
-    if (h->bank_size < 4 || h->bank_size > 4096) {
-        snprintf(err, errlen, "%s:1: bank_size %s is out of range", path, bsize);
+    /* Every value is checked as `init` checks its options: a manifest comes from elsewhere, and a value read
+     * loosely (strtoull("abc") is 0) would re-create another split without a word. */
+    unsigned long long size;
+    char *end;
+    const char *key = NULL, *value = NULL, *want = NULL;
+    if (!one_of(h->kind, "rafdb", "ferplus", "csv"))
+        key = "kind", value = h->kind, want = "rafdb, ferplus or csv";
+    else if (!one_of(h->val, "stratified", "official"))
+        key = "val", value = h->val, want = "stratified or official";
+    else if (!one_of(h->assign, "identity", "pattern", "none"))
+        key = "assign", value = h->assign, want = "identity, pattern or none";
+    else if (parse_u63(seed, &h->seed))
+        key = "seed", value = seed, want = "a decimal integer from 0 to 2^63-1";
+    else if (parse_u63(bseed, &h->bank_seed))
+        key = "bank_seed", value = bseed, want = "a decimal integer from 0 to 2^63-1";
+    else if (parse_u63(bsize, &size) || size < 4 || size > 4096)
+        key = "bank_size", value = bsize, want = "an integer from 4 to 4096";
+    else if (!strcmp(h->val, "official") ? vf[0] != '\0'
+             : (h->val_fraction = strtod(vf, &end), end == vf || *end || !(h->val_fraction >= 1e-6 && h->val_fraction <= 0.9)))
+        key = "val_fraction", value = vf, want = "from 1e-6 to 0.9 with val=stratified, empty with val=official";
+    if (key) {
+        snprintf(err, errlen, "%s:1: %s=%s is not valid (%s)", path, key, value, want);
         goto out;
     }
+    h->bank_size = (int)size;
     rc = 0;
 out:
     free(buf);
@@ -194,6 +232,12 @@ long manifest_apply(dataset *d, groups *g, const pattern *bank, int nbank, const
             continue;
         }
         record *x = &d->rec[i];
+        /* A second row for an image is ambiguous, and each row may open a group: without this check a
+         * manifest listing an image more often than the copy has images overflowed g (fuzz_manifest). */
+        if (seen[i]) {
+            got = csv_fail(&r, "%.120s is listed twice", x->name);
+            break;
+        }
         seen[i] = 1;
         if (x->status != ST_OK && diffs++ < 10)
             fprintf(out, "  %s: in the manifest, %s in this copy\n", x->name, status_name[x->status]);
@@ -204,6 +248,10 @@ long manifest_apply(dataset *d, groups *g, const pattern *bank, int nbank, const
         x->split = SPLIT_NONE;
         for (int s = 0; s < 3; s++)
             if (!strcmp(r.field[2], split_name[s])) x->split = s;
+        if (x->split == SPLIT_NONE && *r.field[2]) { /* a typo would have left the image out of every split */
+            got = csv_fail(&r, "split '%.40s' is not train, val, test or empty", r.field[2]);
+            break;
+        }
         if (x->status != ST_OK) x->split = SPLIT_NONE;
         x->group = -1;
         if (*r.field[3]) {

@@ -315,7 +315,8 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
     pix.max_field = 16384;
     int rc = -1, got;
     if (csv_open(&pix, pix_path) || (got = csv_next(&pix)) != 1) {
-        snprintf(err, errlen, "%s", pix.err[0] ? pix.err : "fer2013.csv: no header");
+        if (pix.err[0]) snprintf(err, errlen, "%s", pix.err);
+        else snprintf(err, errlen, "%s:1: empty file (expected the header emotion,pixels,Usage)", pix_path);
         goto out;
     }
     int c_em = header_index(&pix, "emotion"), c_px = header_index(&pix, "pixels"), c_us = header_index(&pix, "Usage");
@@ -325,7 +326,8 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
     }
     int ncol = pix.nfields;
     if (csv_open(&vot, vote_path) || (got = csv_next(&vot)) != 1) {
-        snprintf(err, errlen, "%s", vot.err[0] ? vot.err : "fer2013new.csv: no header");
+        if (vot.err[0]) snprintf(err, errlen, "%s", vot.err);
+        else snprintf(err, errlen, "%s:1: empty file (expected the header Usage,Image name,neutral,...)", vote_path);
         goto out;
     }
     static const char *const vote_cols[12] = {"Usage", "Image name", "neutral", "happiness", "surprise", "sadness",
@@ -412,7 +414,8 @@ static int read_csv_list(dataset *d, const char *list, path_list *listed, char *
     csv_reader r = {0};
     int rc = -1, got;
     if (csv_open(&r, list) || (got = csv_next(&r)) != 1) {
-        snprintf(err, errlen, "%s", r.err[0] ? r.err : "list has no header");
+        if (r.err[0]) snprintf(err, errlen, "%s", r.err);
+        else snprintf(err, errlen, "%s:1: empty file (expected the header image,label,split)", list);
         goto out;
     }
     int c_img = -1, c_lab = -1, c_split = -1;
@@ -657,7 +660,8 @@ int fer2013_rows(const char *root, char **buf, const char ***pixels, long *nrows
     *pixels = NULL;
     *nrows = 0;
     if (csv_open(&r, path) || (got = csv_next(&r)) != 1) {
-        snprintf(err, errlen, "%s", r.err[0] ? r.err : "fer2013.csv: no header");
+        if (r.err[0]) snprintf(err, errlen, "%s", r.err);
+        else snprintf(err, errlen, "%s:1: empty file (expected a header with a pixels column)", path);
         goto out;
     }
     int col = header_index(&r, "pixels");

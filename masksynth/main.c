@@ -86,6 +86,10 @@ static int cmd_init(const cli_args *a)
             log_error("%s", err);
             return EXIT_BAD_INPUT;
         }
+        if (strcmp(mh.kind, kinds[kind])) {
+            log_error("%s: the manifest is of a %s dataset, not --dataset %s", manifest, mh.kind, kinds[kind]);
+            return EXIT_BAD_INPUT;
+        }
         /* The manifest fixes the recipe: its seed, split mode, assignment and bank. */
         seed = (long)mh.seed;
         bank_seed = (long)mh.bank_seed;

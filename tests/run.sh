@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs the whole suite under prove, the TAP harness: the cmocka unit tests
-# (TAP output), the CLI and malformed-input tests, and the scikit-learn /
+# (TAP output), the CLI and malformed-input tests, the fuzz corpora (every
+# saved input of tests/fuzz/corpus/ replayed once), and the scikit-learn /
 # statsmodels oracle. prove's last line is the summary ("Result: PASS|FAIL").
 #   FERBENCH_BIN  folder of the tools under test (bin, or build/asan/bin)
 #   TEST_BUILD    folder of the compiled unit tests
@@ -26,6 +27,13 @@ exec prove --timer \
     "$TEST_BUILD/test_backend" \
     "$TEST_BUILD/test_kernels_emu" \
     "$TEST_BUILD/net_parity" \
+    "$TEST_BUILD/fuzz_csv" \
+    "$TEST_BUILD/fuzz_preds" \
+    "$TEST_BUILD/fuzz_image" \
+    "$TEST_BUILD/fuzz_safetensors" \
+    "$TEST_BUILD/fuzz_ingest" \
+    "$TEST_BUILD/fuzz_manifest" \
+    "$TEST_BUILD/fuzz_import" \
     tests/net_parity_staged.sh \
     tests/test_masksynth_cli.sh \
     tests/test_render.sh \

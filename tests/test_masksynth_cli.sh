@@ -23,7 +23,7 @@ expect_rc() { # description, rc, command...
 }
 q() { sqlite3 "$1" "$2"; }
 
-echo "1..52"
+echo "1..67"
 
 # ---- RAF-DB layout ----
 check "fixture rafdb" "$MS" fixture --layout rafdb --n 400 --seed 7 "$T/raf"
@@ -82,6 +82,48 @@ cmp -s "$T/m1.rows" "$T/m2.rows" && ok "same split, groups and patterns for ever
 sed 's/,test,/,train,/' "$T/m.csv" >"$T/tampered.csv"
 expect_rc "a tampered manifest fails its checksum (exit 2)" 2 \
     "$MS" init --dataset rafdb --root "$T/raf" --manifest "$T/tampered.csv" --allow-partial --db "$T/e.sqlite"
+# Header values are checked, not read loosely (a non-numeric seed was seed 0): each edit is re-signed,
+# so it is the value that is refused, not the checksum.
+resign() { # sed-expression out.csv: edit m.csv, then write a matching checksum line
+    grep -v '^# sha256=' "$T/m.csv" | sed "$1" >"$2.body"
+    { cat "$2.body"; printf '# sha256=%s\n' "$(sha256sum <"$2.body" | cut -d' ' -f1)"; } >"$2"
+}
+for edit in "seed=42/seed=4x2" "seed=42/seed=99999999999999999999" "val=stratified/val=random" \
+    "assign=identity/assign=people" "bank_size=48/bank_size=2" "val_fraction=0.1/val_fraction=1.5" \
+    "kind=rafdb/kind=affectnet"; do
+    resign "1s/ ${edit%%/*}/ ${edit#*/}/" "$T/edited.csv"
+    key=${edit%%=*}
+    rm -f "$T/e.sqlite"
+    "$MS" init --dataset rafdb --root "$T/raf" --manifest "$T/edited.csv" --allow-partial --db "$T/e.sqlite" \
+        >"$T/out" 2>"$T/err"; rc=$?
+    if [ "$rc" = 2 ] && grep -q -F "edited.csv:1: $key=" "$T/err" && [ ! -e "$T/e.sqlite" ]; then ok "manifest $edit refused: $(cat "$T/err")"
+    else nok "manifest $edit refused" "exit $rc" "$(cat "$T/err")"; fi
+done
+resign "1s/ seed=42/ seed=42/" "$T/resigned.csv"
+check "a re-signed unedited manifest is accepted" \
+    "$MS" init --dataset rafdb --root "$T/raf" --manifest "$T/resigned.csv" --allow-partial --db "$T/g.sqlite"
+resign "1s/kind=rafdb/kind=csv/" "$T/kind.csv"
+rm -f "$T/e.sqlite"
+"$MS" init --dataset rafdb --root "$T/raf" --manifest "$T/kind.csv" --allow-partial --db "$T/e.sqlite" >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q -F "the manifest is of a csv dataset, not --dataset rafdb" "$T/err" \
+    && ok "a manifest of another dataset kind is refused (exit 2)" || nok "another kind refused" "exit $rc" "$(cat "$T/err")"
+# Rows: an image listed twice (each row could open a group: 450 rows of one image, each with its own
+# group, overflowed the 401-entry group table; found by fuzz_manifest) and a split that is not train, val, test or empty.
+sed -n 3p "$T/m.csv" | awk -F, -v OFS=, '{ for (i = 1; i <= 450; i++) { $4 = "g" i; print } }' >"$T/dup.rows"
+grep -v '^# sha256=' "$T/m.csv" | sed '3r '"$T/dup.rows" >"$T/dup.body"
+{ cat "$T/dup.body"; printf '# sha256=%s\n' "$(sha256sum <"$T/dup.body" | cut -d' ' -f1)"; } >"$T/dup.csv"
+rm -f "$T/e.sqlite"
+"$MS" init --dataset rafdb --root "$T/raf" --manifest "$T/dup.csv" --allow-partial --db "$T/e.sqlite" >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q -F "dup.csv:4: $(sed -n 3p "$T/m.csv" | cut -d, -f1) is listed twice" "$T/err" && [ ! -e "$T/e.sqlite" ] \
+    && ok "a manifest listing an image 451 times is refused at its second row" || nok "image listed twice" "exit $rc" "$(head -c 600 "$T/err")"
+resign "s/,test,/,tset,/" "$T/split.csv"
+rm -f "$T/e.sqlite"
+"$MS" init --dataset rafdb --root "$T/raf" --manifest "$T/split.csv" --allow-partial --db "$T/e.sqlite" >"$T/out" 2>"$T/err"
+rc=$?
+[ "$rc" = 2 ] && grep -q -F "split 'tset' is not train, val, test or empty" "$T/err" \
+    && ok "a manifest row with split 'tset' is refused" || nok "split tset refused" "exit $rc" "$(cat "$T/err")"
 
 # Bad label files: exit 2 with file:line.
 mkdir -p "$T/bad/EmoLabel" "$T/bad/Image/aligned"
@@ -91,6 +133,16 @@ grep -q "list_patition_label.txt:2:" "$T/err" && ok "the message names file and 
 printf 'train_00001.jpg 5\r\nimage7.jpg 3\r\n' >"$T/bad/EmoLabel/list_patition_label.txt"
 expect_rc "a non-RAF-DB name is refused" 2 "$MS" init --dataset rafdb --root "$T/bad" --db "$T/f.sqlite" --allow-partial
 expect_rc "a missing label file is refused" 2 "$MS" init --dataset rafdb --root "$T/nowhere" --db "$T/f.sqlite"
+# Empty label files: the message names the path (fuzz_ingest found the bare base name).
+mkdir -p "$T/emptyfp"
+: >"$T/emptyfp/fer2013.csv"
+expect_rc "an empty fer2013.csv is refused" 2 "$MS" init --dataset ferplus --votes new --root "$T/emptyfp" --db "$T/f.sqlite"
+grep -q -F "$T/emptyfp/fer2013.csv:1: empty file" "$T/err" && ok "the message names the empty fer2013.csv by its path" \
+    || nok "the message names the empty fer2013.csv by its path" "$(cat "$T/err")"
+: >"$T/emptyfp/list.csv"
+expect_rc "an empty --list is refused" 2 "$MS" init --dataset csv --list "$T/emptyfp/list.csv" --db "$T/f.sqlite"
+grep -q -F "$T/emptyfp/list.csv:1: empty file" "$T/err" && ok "the message names the empty list by its path" \
+    || nok "the message names the empty list by its path" "$(cat "$T/err")"
 
 # A corrupt image gets a status and a message; the run goes on.
 cp -r "$T/raf" "$T/raf3"
