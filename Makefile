@@ -64,6 +64,9 @@ FERBENCH_OBJ := $(call obj,$(FERBENCH_SRC))
 MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/landmarks.o
 
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats $(CUDA_LIB)
+# The fuzz targets (tests/fuzz/; rules below): their replays are part of the suite.
+FUZZ_TARGETS := csv preds image safetensors ingest manifest import
+FUZZ_REPLAY := $(patsubst %,$(BUILD)/tests/fuzz_%,$(FUZZ_TARGETS))
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
          $(BUILD)/tests/test_render_inputs $(BUILD)/tests/test_engine $(BUILD)/tests/write_weights \
@@ -199,7 +202,6 @@ $(BUILD)/tests/bench_ops: $(BUILD)/tests/bench_ops.o $(ENGINE_OBJ) $(COMMON_OBJ)
 # linked twice: with tests/fuzz/replay.c into the suite (every input of
 # tests/fuzz/corpus/<target>/ once, found by the binary's name), and with
 # libFuzzer by `make fuzz` (clang, into build/fuzz/).
-FUZZ_TARGETS := csv preds image safetensors ingest manifest import
 FUZZ_SRC_csv := $(COMMON_SRC)
 FUZZ_SRC_preds := $(STATS_SRC) $(COMMON_SRC)
 FUZZ_SRC_image := $(COMMON_SRC)
@@ -211,7 +213,6 @@ FUZZ_GEN_manifest := protocols.o
 FUZZ_SRC_import := $(filter-out bench/main.c,$(FERBENCH_SRC)) $(ENGINE_SRC) $(DATA_SRC) $(DB_SRC) $(STATS_SRC) \
                    $(COMMON_SRC)
 FUZZ_GEN_import := db_schema_sql.o
-FUZZ_REPLAY := $(patsubst %,$(BUILD)/tests/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 FUZZ_BUILD := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
