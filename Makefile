@@ -65,7 +65,7 @@ MASK_OBJ   := $(call obj,$(MASK_SRC)) $(BUILD)/protocols.o $(BUILD)/masksynth/la
 
 TOOLS := $(BIN)/masksynth $(BIN)/ferbench $(BIN)/ferstats $(CUDA_LIB)
 # The fuzz targets (tests/fuzz/; rules below): their replays are part of the suite.
-FUZZ_TARGETS := csv preds image safetensors ingest manifest import
+FUZZ_TARGETS := csv preds image safetensors ingest manifest protocol import
 FUZZ_REPLAY := $(patsubst %,$(BUILD)/tests/fuzz_%,$(FUZZ_TARGETS))
 TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_db $(BUILD)/tests/test_image \
          $(BUILD)/tests/test_fixture $(BUILD)/tests/test_masksynth $(BUILD)/tests/test_mask $(BUILD)/tests/test_landmarks \
@@ -209,6 +209,8 @@ FUZZ_SRC_safetensors := engine/model.c engine/safetensors.c $(COMMON_SRC)
 FUZZ_SRC_ingest := masksynth/ingest.c masksynth/dataset.c masksynth/phash.c $(COMMON_SRC)
 FUZZ_SRC_manifest := masksynth/checks.c masksynth/plan.c masksynth/dataset.c masksynth/phash.c $(COMMON_SRC)
 FUZZ_GEN_manifest := protocols.o
+FUZZ_SRC_protocol := $(FUZZ_SRC_manifest)
+FUZZ_GEN_protocol := protocols.o
 # import runs the real command table (bench/commands.c) on a fixture database.
 FUZZ_SRC_import := $(filter-out bench/main.c,$(FERBENCH_SRC)) $(ENGINE_SRC) $(DATA_SRC) $(DB_SRC) $(STATS_SRC) \
                    $(COMMON_SRC)

@@ -126,6 +126,10 @@ static int check_field(csv_reader *r, const char *s, size_t n)
 
 int csv_next(csv_reader *r)
 {
+    if (!r->buf) { /* a failed open (its message is in r->err) or a closed reader */
+        if (!r->err[0]) snprintf(r->err, sizeof r->err, "%s: not open", r->path ? r->path : "csv");
+        return -1;
+    }
     char *b = r->buf;
     size_t i = r->pos, n = r->len;
     r->nfields = 0;

@@ -36,7 +36,8 @@ typedef struct {
 int csv_open(csv_reader *r, const char *path);
 /* Parses a copy of the given bytes; name is used in messages. */
 int csv_open_buffer(csv_reader *r, const char *name, const char *data, size_t len);
-/* 1: a record is in r->field; 0: end of file; -1: error in r->err. */
+/* 1: a record is in r->field; 0: end of file; -1: error in r->err (also after
+ * a failed open, whose message stays). */
 int csv_next(csv_reader *r);
 void csv_close(csv_reader *r);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../common/csv.h"
+#include "../common/numfmt.h"
 #include "../common/sha256.h"
 #include "../common/strmap.h"
 #include "../common/util.h"
@@ -33,9 +34,14 @@ long protocol_check(const dataset *d, const char *name, const char *text, FILE *
     int declared[3] = {0};
     memset(expected, 0, sizeof expected);
     memset(found, 0, sizeof found);
+    long line_of[3][NCLASSES] = {{0}};
     csv_reader r = {0};
-    csv_open_buffer(&r, name, text, strlen(text));
-    int got = csv_next(&r);
+    int got = csv_open_buffer(&r, name, text, strlen(text)) ? -1 : csv_next(&r);
+    if (got < 0) { /* the reader's own message (a bad header line, invalid UTF-8...) */
+        snprintf(err, errlen, "%s", r.err);
+        csv_close(&r);
+        return -1;
+    }
     if (got != 1 || r.nfields != 3 || strcmp(r.field[0], "split") || strcmp(r.field[1], "label") ||
         strcmp(r.field[2], "count")) {
         snprintf(err, errlen, "%s:1: expected the header split,label,count", name);
@@ -44,13 +50,21 @@ long protocol_check(const dataset *d, const char *name, const char *text, FILE *
     }
     while ((got = csv_next(&r)) == 1) {
         int s = r.nfields == 3 ? split_index(r.field[0]) : -1, c = r.nfields == 3 ? class_index(r.field[1]) : -1;
-        char *end;
+        char *end = NULL;
         long n = r.nfields == 3 ? strtol(r.field[2], &end, 10) : -1;
-        if (s < 0 || c < 0 || n < 0 || *end) {
+        /* end == field: an empty count, which strtol reads as 0 */
+        if (s < 0 || c < 0 || n < 0 || !end || end == r.field[2] || *end) {
             snprintf(err, errlen, "%s:%ld: expected <train|val|test>,<label>,<count>", name, r.line);
             csv_close(&r);
             return -1;
         }
+        if (line_of[s][c]) { /* the later line would have won silently */
+            snprintf(err, errlen, "%s:%ld: %s,%s was already given on line %ld", name, r.line, split_name[s],
+                     class_name[c], line_of[s][c]);
+            csv_close(&r);
+            return -1;
+        }
+        line_of[s][c] = r.line;
         expected[s][c] = n;
         declared[s] = 1;
     }
@@ -65,9 +79,17 @@ long protocol_check(const dataset *d, const char *name, const char *text, FILE *
         missing += d->rec[i].status == ST_MISSING;
         unreadable += d->rec[i].status == ST_BAD_IMAGE;
     }
-    size_t cap = 4096, used = 0;
-    char *js = xmalloc(cap);
-    used += (size_t)snprintf(js + used, cap - used, "{\"file\": \"%s\", \"mismatches\": [", name);
+    /* The report as JSON (json_string: the file name may hold quotes or backslashes). */
+    char *js = NULL;
+    size_t jslen = 0;
+    FILE *jf = open_memstream(&js, &jslen);
+    if (!jf) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
+    fputs("{\"file\": ", jf);
+    json_string(jf, name);
+    fputs(", \"mismatches\": [", jf);
     fprintf(out, "protocol %s:\n", name);
     for (int s = 0; s < 3; s++) {
         if (!declared[s]) continue;
@@ -75,15 +97,17 @@ long protocol_check(const dataset *d, const char *name, const char *text, FILE *
             if (found[s][c] == expected[s][c]) continue;
             fprintf(out, "  %s %-9s expected %6ld, the label files list %6ld (%+ld)\n", split_name[s], class_name[c],
                     expected[s][c], found[s][c], found[s][c] - expected[s][c]);
-            if (cap - used < 200) js = xrealloc(js, cap *= 2);
-            used += (size_t)snprintf(js + used, cap - used, "%s{\"split\": \"%s\", \"label\": \"%s\", \"expected\": %ld, \"found\": %ld}",
-                                     problems ? ", " : "", split_name[s], class_name[c], expected[s][c], found[s][c]);
+            fprintf(jf, "%s{\"split\": \"%s\", \"label\": \"%s\", \"expected\": %ld, \"found\": %ld}",
+                    problems ? ", " : "", split_name[s], class_name[c], expected[s][c], found[s][c]);
             problems++;
         }
     }
-    if (cap - used < 200) js = xrealloc(js, cap *= 2);
-    snprintf(js + used, cap - used, "], \"missing\": %ld, \"unreadable\": %ld, \"extra\": %ld}", missing, unreadable,
-             d->nextra);
+    fprintf(jf, "], \"missing\": %ld, \"unreadable\": %ld, \"extra\": %ld}", missing, unreadable, d->nextra);
+    if (fclose(jf) || !js) {
+        free(js);
+        snprintf(err, errlen, "%s: out of memory", name);
+        return -1;
+    }
     *json = js;
     long shown = 0;
     for (long i = 0; i < d->n && shown < 10; i++)

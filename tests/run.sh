@@ -33,6 +33,7 @@ exec prove --timer \
     "$TEST_BUILD/fuzz_safetensors" \
     "$TEST_BUILD/fuzz_ingest" \
     "$TEST_BUILD/fuzz_manifest" \
+    "$TEST_BUILD/fuzz_protocol" \
     "$TEST_BUILD/fuzz_import" \
     tests/net_parity_staged.sh \
     tests/test_masksynth_cli.sh \

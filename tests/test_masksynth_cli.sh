@@ -23,7 +23,7 @@ expect_rc() { # description, rc, command...
 }
 q() { sqlite3 "$1" "$2"; }
 
-echo "1..67"
+echo "1..71"
 
 # ---- RAF-DB layout ----
 check "fixture rafdb" "$MS" fixture --layout rafdb --n 400 --seed 7 "$T/raf"
@@ -124,6 +124,25 @@ rm -f "$T/e.sqlite"
 rc=$?
 [ "$rc" = 2 ] && grep -q -F "split 'tset' is not train, val, test or empty" "$T/err" \
     && ok "a manifest row with split 'tset' is refused" || nok "split tset refused" "exit $rc" "$(cat "$T/err")"
+
+# Protocol files: the reader's own refusals, empty counts and repeated lines are exit 2 with file:line
+# (a header line of invalid UTF-8 crashed init for a while); a name JSON must escape is fine.
+printf '# \377\nsplit,label,count\n' >"$T/proto-utf8.csv"
+printf 'split,label,count\ntrain,happiness,\n' >"$T/proto-empty.csv"
+printf 'split,label,count\ntrain,happiness,3\ntrain,happiness,4\n' >"$T/proto-twice.csv"
+for case in "utf8:proto-utf8.csv:1: header line is not valid UTF-8" \
+    "empty:proto-empty.csv:2: expected <train|val|test>,<label>,<count>" \
+    "twice:proto-twice.csv:3: train,happiness was already given on line 2"; do
+    f=proto-${case%%:*}.csv want=${case#*:}
+    rm -f "$T/p.sqlite"
+    "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/$f" --db "$T/p.sqlite" >"$T/out" 2>"$T/err"; rc=$?
+    [ "$rc" = 2 ] && grep -q -F "$want" "$T/err" && ok "protocol $f refused: $want" || nok "protocol $f" "exit $rc" "$(cat "$T/err")"
+done
+mkdir -p "$T/we\"ird"
+cp "$T/raf/protocol.csv" "$T/we\"ird/protocol.csv"
+rm -f "$T/p.sqlite"
+check "a protocol path holding a quote is recorded (valid JSON)" \
+    "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/we\"ird/protocol.csv" --db "$T/p.sqlite"
 
 # Bad label files: exit 2 with file:line.
 mkdir -p "$T/bad/EmoLabel" "$T/bad/Image/aligned"

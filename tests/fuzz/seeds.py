@@ -133,3 +133,8 @@ rows = ("train_00001.jpg,surprise,train,g1,b42-43-n95-below_nose-plain\n"
         "test_0002.jpg,anger,test,g2,b42-23-surgical-below_nose-pleats\n")
 put("manifest", "stratified", MH % ("stratified", "0.1") + rows)
 put("manifest", "official-missing-row", MH % ("official", "") + rows.replace("test_0002.jpg,anger,test,g2,b42-23-surgical-below_nose-pleats\n", "other.jpg,neutral,test,,\n"))
+
+# protocol: the first byte picks the file name (odd: one JSON must escape)
+put("protocol", "counts", b"\0split,label,count\ntrain,surprise,1\ntrain,fear,2\ntest,happiness,0\n")
+put("protocol", "escaped-name", b"\1split,label,count\r\ntrain,disgust,1\r\nval,neutral,3\r\n")
+put("protocol", "bom-comment", b"\0\xef\xbb\xbf# expected counts\nsplit,label,count\ntest,anger,1\n")
