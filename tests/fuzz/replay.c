@@ -1,15 +1,39 @@
 /* replay.c: runs a fuzz target once on each file named (folders: each file in
  * them, in name order) and reports TAP, one test per input. With no argument,
  * build/tests/fuzz_NAME replays tests/fuzz/corpus/NAME (run from the
- * repository root, as the suite does). A target that
- * crashes or trips a sanitizer ends the process, which prove reports as a
- * failure naming the last input started (printed to stderr first). */
+ * repository root, as the suite does). A target that crashes, aborts or
+ * trips a sanitizer ends the process, which prove reports as a failure; the
+ * input it was running is named on stderr first (a signal handler, and the
+ * sanitizers' death callback). FUZZ_VERBOSE=1 names every input as it starts. */
 #include "fuzz.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+#include <sanitizer/common_interface_defs.h>
+#define HAVE_DEATH_CALLBACK 1
+#endif
+
+static char current[1024]; /* the input being run, for the crash message */
+
+static void name_current(void)
+{
+    static const char pre[] = "\nfuzz replay: died on input ";
+    if (!current[0]) return;
+    if (write(2, pre, sizeof pre - 1) < 0 || write(2, current, strlen(current)) < 0 || write(2, "\n", 1) < 0) return;
+    current[0] = 0;
+}
+
+static void on_signal(int sig)
+{
+    name_current();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
 #include <sys/stat.h>
 
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -32,8 +56,10 @@ static void run_file(const char *path)
         len += got;
     } while (got);
     fclose(f);
-    fprintf(stderr, "# replay %s (%zu bytes)\n", path, len);
+    if (getenv("FUZZ_VERBOSE")) fprintf(stderr, "# replay %s (%zu bytes)\n", path, len);
+    snprintf(current, sizeof current, "%s", path);
     LLVMFuzzerTestOneInput(buf, len);
+    current[0] = 0;
     free(buf);
     printf("ok %d - %s\n", ++n_run, path);
     fflush(stdout);
@@ -76,6 +102,11 @@ static void run_path(const char *path)
 
 int main(int argc, char **argv)
 {
+    static const int sigs[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) signal(sigs[i], on_signal);
+#ifdef HAVE_DEATH_CALLBACK
+    __sanitizer_set_death_callback(name_current);
+#endif
     if (argc < 2) {
         const char *base = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
         if (strncmp(base, "fuzz_", 5)) {
