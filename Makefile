@@ -239,8 +239,7 @@ $(FUZZ_BUILD)/%.o: %.c
 FUZZ_GCC_OBJ := $(FUZZ_BUILD)/engine/ops_conv.o $(FUZZ_BUILD)/engine/ops_misc.o
 $(FUZZ_GCC_OBJ): $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -D_GNU_SOURCE -I/usr/include/x86_64-linux-gnu/openblas-pthread -fopenmp -fno-math-errno -O2 -g \
-	  -Wall -Wextra -Werror -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # Generated sources (the schema, the protocols): FUZZ_GEN_<target>.
 $(FUZZ_BUILD)/db_schema_sql.o $(FUZZ_BUILD)/protocols.o: $(FUZZ_BUILD)/%.o: $(BUILD)/%.c

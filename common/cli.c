@@ -140,18 +140,46 @@ const char *cli_get(const cli_args *a, const char *name)
 
 int cli_flag(const cli_args *a, const char *name) { return a->set[find(a, name)]; }
 
+int cli_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(x) || x < lo || x > hi) return -1;
+    *out = x;
+    return 0;
+}
+
+int cli_parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end || errno || x < lo || x > hi) return -1;
+    *out = x;
+    return 0;
+}
+
+int cli_choice_index(const char *choices, const char *s)
+{
+    int idx = 0;
+    for (const char *p = choices;; idx++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (strlen(s) == len && !strncmp(s, p, len)) return idx;
+        if (!bar) return -1;
+        p = bar + 1;
+    }
+}
+
 int cli_get_double(const cli_args *a, const char *name, double def, double lo, double hi, double *out)
 {
     const char *v = cli_get(a, name);
     if (!v) { *out = def; return 0; }
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end || errno || !isfinite(x) || x < lo || x > hi) {
+    if (cli_parse_double(v, lo, hi, out)) {
         log_error("%s: --%s expects a number in [%g, %g], got '%s'", a->cmd->name, name, lo, hi, v);
         return -1;
     }
-    *out = x;
     return 0;
 }
 
@@ -159,14 +187,10 @@ int cli_get_long(const cli_args *a, const char *name, long def, long lo, long hi
 {
     const char *v = cli_get(a, name);
     if (!v) { *out = def; return 0; }
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi) {
+    if (cli_parse_long(v, lo, hi, out)) {
         log_error("%s: --%s expects an integer in [%ld, %ld], got '%s'", a->cmd->name, name, lo, hi, v);
         return -1;
     }
-    *out = x;
     return 0;
 }
 
@@ -174,18 +198,9 @@ int cli_get_choice(const cli_args *a, const char *name, const char *choices, int
 {
     const char *v = cli_get(a, name);
     if (!v) return def;
-    int idx = 0;
-    const char *p = choices;
-    while (*p) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (strlen(v) == len && !strncmp(v, p, len)) return idx;
-        idx++;
-        if (!bar) break;
-        p = bar + 1;
-    }
-    log_error("%s: --%s must be one of %s, got '%s'", a->cmd->name, name, choices, v);
-    return -1;
+    int idx = cli_choice_index(choices, v);
+    if (idx < 0) log_error("%s: --%s must be one of %s, got '%s'", a->cmd->name, name, choices, v);
+    return idx;
 }
 
 char *cli_argv_json(int argc, char **argv)

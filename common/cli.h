@@ -50,6 +50,13 @@ int cli_get_long(const cli_args *a, const char *name, long def, long lo, long hi
 /* Returns the index of value in the '|'-separated list choices, or -1 with a message. */
 int cli_get_choice(const cli_args *a, const char *name, const char *choices, int def);
 
+/* The value parsers behind the accessors, for values that come from files
+ * (a manifest's header): the same rules, no message. 0, or -1 when s is not
+ * a number in [lo, hi]; cli_choice_index: s's index in choices, or -1. */
+int cli_parse_double(const char *s, double lo, double hi, double *out);
+int cli_parse_long(const char *s, long lo, long hi, long *out);
+int cli_choice_index(const char *choices, const char *s);
+
 /* argv as a JSON array (malloc'ed) for the tool_runs table. --threads and
  * its value are left out: they never change results, and recording them
  * would make databases from different thread counts differ. */

@@ -80,6 +80,16 @@ int csv_open(csv_reader *r, const char *path)
     return opened(r);
 }
 
+int csv_open_header(csv_reader *r, const char *path, const char *what)
+{
+    if (csv_open(r, path)) return -1;
+    int got = csv_next(r);
+    if (got == 1) return 0;
+    if (got == 0) snprintf(r->err, sizeof r->err, "%s:1: empty file (expected %s)", path, what);
+    csv_close(r);
+    return -1;
+}
+
 int csv_open_buffer(csv_reader *r, const char *name, const char *data, size_t len)
 {
     size_t max_field = r->max_field;

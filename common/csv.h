@@ -36,6 +36,10 @@ typedef struct {
 int csv_open(csv_reader *r, const char *path);
 /* Parses a copy of the given bytes; name is used in messages. */
 int csv_open_buffer(csv_reader *r, const char *name, const char *data, size_t len);
+/* csv_open, then the first record (the header) into r->field: 0, or -1 with
+ * r->err, where an empty file gives "path:1: empty file (expected WHAT)".
+ * A failed call holds no memory. */
+int csv_open_header(csv_reader *r, const char *path, const char *what);
 /* 1: a record is in r->field; 0: end of file; -1: error in r->err (also after
  * a failed open, whose message stays). */
 int csv_next(csv_reader *r);

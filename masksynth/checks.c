@@ -1,8 +1,10 @@
 #include "checks.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/cli.h"
 #include "../common/csv.h"
 #include "../common/numfmt.h"
 #include "../common/sha256.h"
@@ -50,10 +52,8 @@ long protocol_check(const dataset *d, const char *name, const char *text, FILE *
     }
     while ((got = csv_next(&r)) == 1) {
         int s = r.nfields == 3 ? split_index(r.field[0]) : -1, c = r.nfields == 3 ? class_index(r.field[1]) : -1;
-        char *end = NULL;
-        long n = r.nfields == 3 ? strtol(r.field[2], &end, 10) : -1;
-        /* end == field: an empty count, which strtol reads as 0 */
-        if (s < 0 || c < 0 || n < 0 || !end || end == r.field[2] || *end) {
+        long n;
+        if (s < 0 || c < 0 || cli_parse_long(r.field[2], 0, LONG_MAX, &n)) { /* an empty count too */
             snprintf(err, errlen, "%s:%ld: expected <train|val|test>,<label>,<count>", name, r.line);
             csv_close(&r);
             return -1;
@@ -140,27 +140,6 @@ static int header_field(const char *line, const char *key, char *out, size_t len
     return -1;
 }
 
-/* A decimal integer in 0 .. 2^63-1 (the range of init's --seed), digits only: 0, or -1. */
-static int parse_u63(const char *s, unsigned long long *v)
-{
-    *v = 0;
-    if (!*s) return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || *v > (0x7fffffffffffffffULL - (unsigned)(*s - '0')) / 10) return -1;
-        *v = *v * 10 + (unsigned)(*s - '0');
-    }
-    return 0;
-}
-
-/* s equals one of the given words. */
-#define one_of(s, ...) one_of_list(s, (const char *const[]){__VA_ARGS__, NULL})
-static int one_of_list(const char *s, const char *const *words)
-{
-    for (; *words; words++)
-        if (!strcmp(s, *words)) return 1;
-    return 0;
-}
-
 int manifest_read_header(const char *path, manifest_header *h, char *err, size_t errlen)
 {
     size_t len;
@@ -194,28 +173,28 @@ int manifest_read_header(const char *path, manifest_header *h, char *err, size_t
     }
     /* Every value is checked as `init` checks its options: a manifest comes from elsewhere, and a value read
      * loosely (strtoull("abc") is 0) would re-create another split without a word. */
-    unsigned long long size;
-    char *end;
+    long seed_v, bseed_v, size;
     const char *key = NULL, *value = NULL, *want = NULL;
-    if (!one_of(h->kind, "rafdb", "ferplus", "csv"))
+    if (cli_choice_index("rafdb|ferplus|csv", h->kind) < 0)
         key = "kind", value = h->kind, want = "rafdb, ferplus or csv";
-    else if (!one_of(h->val, "stratified", "official"))
+    else if (cli_choice_index("stratified|official", h->val) < 0)
         key = "val", value = h->val, want = "stratified or official";
-    else if (!one_of(h->assign, "identity", "pattern", "none"))
+    else if (cli_choice_index("identity|pattern|none", h->assign) < 0)
         key = "assign", value = h->assign, want = "identity, pattern or none";
-    else if (parse_u63(seed, &h->seed))
+    else if (cli_parse_long(seed, 0, LONG_MAX, &seed_v))
         key = "seed", value = seed, want = "a decimal integer from 0 to 2^63-1";
-    else if (parse_u63(bseed, &h->bank_seed))
+    else if (cli_parse_long(bseed, 0, LONG_MAX, &bseed_v))
         key = "bank_seed", value = bseed, want = "a decimal integer from 0 to 2^63-1";
-    else if (parse_u63(bsize, &size) || size < 4 || size > 4096)
+    else if (cli_parse_long(bsize, 4, 4096, &size))
         key = "bank_size", value = bsize, want = "an integer from 4 to 4096";
-    else if (!strcmp(h->val, "official") ? vf[0] != '\0'
-             : (h->val_fraction = strtod(vf, &end), end == vf || *end || !(h->val_fraction >= 1e-6 && h->val_fraction <= 0.9)))
+    else if (strcmp(h->val, "official") ? cli_parse_double(vf, 1e-6, 0.9, &h->val_fraction) != 0 : vf[0] != '\0')
         key = "val_fraction", value = vf, want = "from 1e-6 to 0.9 with val=stratified, empty with val=official";
     if (key) {
         snprintf(err, errlen, "%s:1: %s=%s is not valid (%s)", path, key, value, want);
         goto out;
     }
+    h->seed = (unsigned long long)seed_v;
+    h->bank_seed = (unsigned long long)bseed_v;
     h->bank_size = (int)size;
     rc = 0;
 out:

@@ -313,10 +313,9 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
     csv_reader pix = {0}, vot = {0};
     strmap names = {0};  /* FER+ names seen, to report the ones listed twice */
     pix.max_field = 16384;
-    int rc = -1, got;
-    if (csv_open(&pix, pix_path) || (got = csv_next(&pix)) != 1) {
-        if (pix.err[0]) snprintf(err, errlen, "%s", pix.err);
-        else snprintf(err, errlen, "%s:1: empty file (expected the header emotion,pixels,Usage)", pix_path);
+    int rc = -1;
+    if (csv_open_header(&pix, pix_path, "the header emotion,pixels,Usage")) {
+        snprintf(err, errlen, "%s", pix.err);
         goto out;
     }
     int c_em = header_index(&pix, "emotion"), c_px = header_index(&pix, "pixels"), c_us = header_index(&pix, "Usage");
@@ -325,9 +324,8 @@ static int read_ferplus_csv(dataset *d, char *err, size_t errlen)
         goto out;
     }
     int ncol = pix.nfields;
-    if (csv_open(&vot, vote_path) || (got = csv_next(&vot)) != 1) {
-        if (vot.err[0]) snprintf(err, errlen, "%s", vot.err);
-        else snprintf(err, errlen, "%s:1: empty file (expected the header Usage,Image name,neutral,...)", vote_path);
+    if (csv_open_header(&vot, vote_path, "the header Usage,Image name,neutral,...")) {
+        snprintf(err, errlen, "%s", vot.err);
         goto out;
     }
     static const char *const vote_cols[12] = {"Usage", "Image name", "neutral", "happiness", "surprise", "sadness",
@@ -413,9 +411,8 @@ static int read_csv_list(dataset *d, const char *list, path_list *listed, char *
 {
     csv_reader r = {0};
     int rc = -1, got;
-    if (csv_open(&r, list) || (got = csv_next(&r)) != 1) {
-        if (r.err[0]) snprintf(err, errlen, "%s", r.err);
-        else snprintf(err, errlen, "%s:1: empty file (expected the header image,label,split)", list);
+    if (csv_open_header(&r, list, "the header image,label,split")) {
+        snprintf(err, errlen, "%s", r.err);
         goto out;
     }
     int c_img = -1, c_lab = -1, c_split = -1;
@@ -659,9 +656,8 @@ int fer2013_rows(const char *root, char **buf, const char ***pixels, long *nrows
     long cap = 0;
     *pixels = NULL;
     *nrows = 0;
-    if (csv_open(&r, path) || (got = csv_next(&r)) != 1) {
-        if (r.err[0]) snprintf(err, errlen, "%s", r.err);
-        else snprintf(err, errlen, "%s:1: empty file (expected a header with a pixels column)", path);
+    if (csv_open_header(&r, path, "a header with a pixels column")) {
+        snprintf(err, errlen, "%s", r.err);
         goto out;
     }
     int col = header_index(&r, "pixels");

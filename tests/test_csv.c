@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/csv.h"
 #include "../common/strmap.h"
@@ -181,6 +182,30 @@ static void test_failed_open_holds_nothing(void **state)
     csv_close(&r); /* still allowed */
 }
 
+/* csv_open_header: the header record, or a message naming an empty file. */
+static void test_open_header(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ferbench-csv-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    csv_reader r = {0};
+    assert_int_equal(csv_open_header(&r, path, "the header a,b"), -1);
+    char want[128];
+    snprintf(want, sizeof want, "%s:1: empty file (expected the header a,b)", path);
+    assert_string_equal(r.err, want);
+    assert_null(r.buf);
+    assert_int_equal(write(fd, "a,b\n1,2\n", 8), 8);
+    close(fd);
+    assert_int_equal(csv_open_header(&r, path, "the header a,b"), 0);
+    assert_int_equal(r.nfields, 2);
+    assert_string_equal(r.field[1], "b");
+    assert_int_equal(csv_next(&r), 1);
+    assert_string_equal(r.field[0], "1");
+    csv_close(&r);
+    unlink(path);
+}
+
 static void test_strmap(void **state)
 {
     (void)state;
@@ -211,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_utf8_names_ok),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_failed_open_holds_nothing),
+        cmocka_unit_test(test_open_header),
         cmocka_unit_test(test_strmap),
     };
     return cmocka_run_group_tests_name("csv", tests, NULL, NULL);
