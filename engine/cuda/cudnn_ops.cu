@@ -122,7 +122,14 @@ static int set_tensor(backend *b, cudnnTensorDescriptor_t t, cudnnDataType_t dt,
 }
 
 static cudnnDataType_t data_type(backend *b) { return b->opt.prec == PREC_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; }
-static cudnnMathType_t math_type(backend *b) { return b->opt.prec == PREC_FP32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH; }
+/* The math type searched with: fp32 FMA only; tf32 CUDNN_DEFAULT_MATH, which
+ * permits TF32 tensor cores on Ampere and later for FP32 tensors (PyTorch's
+ * setting for allow_tf32, so the peer searches the same set); bf16 tensor
+ * ops. Each algorithm then runs with the math type its search result gives. */
+static cudnnMathType_t math_type(backend *b)
+{
+    return b->opt.prec == PREC_FP32 ? CUDNN_FMA_MATH : b->opt.prec == PREC_TF32 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
+}
 
 /* x [n,c,h,w] (xd), w [oc,c,k,k] (wd), conv (cd), y (yd) in data type dt. */
 static int set_conv(backend *b, shape4 xs, int oc, int k, int stride, cudnnDataType_t dt)
@@ -156,6 +163,29 @@ static int usable(backend *b, cudnnStatus_t st, size_t mem, cudnnDeterminism_t d
         if (usable(b, r[i_].status, r[i_].memory, r[i_].determinism, r[i_].mathType))                  \
             key->algo = (int)r[i_].algo, key->math = r[i_].mathType, key->ws = r[i_].memory, *found = 1
 
+/* The heuristics' perf results are estimates: the workspace the chosen
+ * algorithm needs is asked for separately, with the math type it will run
+ * with (as the frameworks do), and the larger of the two is kept. */
+static cudnnStatus_t heuristic_workspace(backend *b, int dir, algo_entry *key)
+{
+    cudnn_state *d = DNN(b);
+    size_t ws = 0;
+    cudnnStatus_t st =
+        cudnnSetConvolutionMathType(d->cd, b->opt.prec == PREC_FP32 ? CUDNN_FMA_MATH : key->math);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
+    if (dir == DIR_FWD)
+        st = cudnnGetConvolutionForwardWorkspaceSize(d->h, d->xd, d->wd, d->cd, d->yd,
+                                                     (cudnnConvolutionFwdAlgo_t)key->algo, &ws);
+    else if (dir == DIR_BWD_DATA)
+        st = cudnnGetConvolutionBackwardDataWorkspaceSize(d->h, d->wd, d->yd, d->cd, d->xd,
+                                                          (cudnnConvolutionBwdDataAlgo_t)key->algo, &ws);
+    else
+        st = cudnnGetConvolutionBackwardFilterWorkspaceSize(d->h, d->xd, d->yd, d->cd, d->wd,
+                                                            (cudnnConvolutionBwdFilterAlgo_t)key->algo, &ws);
+    if (st == CUDNN_STATUS_SUCCESS && ws > key->ws) key->ws = ws;
+    return st;
+}
+
 /* Searches an algorithm for the prepared descriptors. Normally cudnnFind*
  * (each candidate timed, the fastest usable kept). With --deterministic,
  * cuDNN's heuristics instead (cudnnGet*_v7): timings vary between runs, so
@@ -186,6 +216,7 @@ static cudnnStatus_t search(backend *b, int dir, algo_entry *key, int *found)
                   : cudnnFindConvolutionBackwardFilterAlgorithm(d->h, d->xd, d->yd, d->cd, d->wd, MAXR, &got, r);
         if (st == CUDNN_STATUS_SUCCESS) PICK(r, got);
     }
+    if (st == CUDNN_STATUS_SUCCESS && heur && *found) st = heuristic_workspace(b, dir, key);
     return st;
 }
 #undef PICK
