@@ -207,9 +207,8 @@ long manifest_apply(dataset *d, groups *g, const pattern *bank, int nbank, const
 {
     csv_reader r = {0};
     long diffs = 0;
-    if (csv_open(&r, path) || csv_next(&r) != 1) {
-        snprintf(err, errlen, "%s", r.err[0] ? r.err : "empty manifest");
-        csv_close(&r);
+    if (csv_open_header(&r, path, "the header image,label,split,group,pattern")) {
+        snprintf(err, errlen, "%s", r.err);
         return -1;
     }
     strmap where, gmap, pmap;

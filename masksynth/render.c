@@ -209,9 +209,8 @@ static int load_given(const char *path, strmap *map, double (**pts)[68][2], char
                       size_t errlen)
 {
     csv_reader r = {0};
-    if (csv_open(&r, path) || csv_next(&r) != 1) {
-        snprintf(err, errlen, "%s", r.err[0] ? r.err : "empty landmarks file");
-        csv_close(&r);
+    if (csv_open_header(&r, path, "the header image,x0,y0,...,x67,y67")) {
+        snprintf(err, errlen, "%s", r.err);
         return -1;
     }
     long cap = 0;

@@ -20,7 +20,7 @@ q() { sqlite3 "$1" "$2"; }
 dump() { sqlite3 "$1" "SELECT image_id, status, box_x, box_y, box_w, box_h, score, landmarks, visibility, coverage,
     replace(output_path, '$2', ''), output_hash, replace(alpha_path, '$2', ''), alpha_hash FROM renders ORDER BY image_id"; }
 
-echo "1..24"
+echo "1..26"
 check "fixture" "$MS" fixture --layout rafdb --n 600 --seed 5 "$T/raf"
 check "init" "$MS" init --dataset rafdb --root "$T/raf" --protocol "$T/raf/protocol.csv" --db "$T/a.sqlite"
 cp "$T/a.sqlite" "$T/b.sqlite"
@@ -92,4 +92,16 @@ head -c 200 "$T/raf/Image/aligned/train_00003_aligned.jpg" >"$T/x" && mv "$T/x" 
 check "render with two broken images" "$MS" --split train --landmarks "$T/raf/landmarks.csv" --db "$T/c.sqlite" --out "$T/m5"
 [ "$(q "$T/c.sqlite" "SELECT count(*) FROM renders WHERE status = 'bad_image'")" = 2 ] \
     && ok "both recorded as bad_image, the rest rendered" || nok "bad images" "$(cat "$T/err")"
+# A landmarks file that is empty or missing: exit 2, the message names it, nothing rendered.
+: >"$T/empty-landmarks.csv"
+cp "$T/a.sqlite" "$T/e.sqlite"
+q "$T/e.sqlite" "DELETE FROM renders"
+for f in "$T/empty-landmarks.csv" "$T/no-such-landmarks.csv"; do
+    "$MS" --split train --landmarks "$f" --db "$T/e.sqlite" --out "$T/m7" >"$T/out" 2>"$T/err"
+    rc=$?
+    want=$([ -e "$f" ] && echo "$f:1: empty file" || echo "$f")
+    if [ "$rc" = 2 ] && grep -q -F "$want" "$T/err" && [ "$(q "$T/e.sqlite" "SELECT count(*) FROM renders")" = 0 ]; then
+        ok "landmarks $(basename "$f") refused (exit 2): $(head -n 1 "$T/err")"
+    else nok "landmarks $(basename "$f")" "exit $rc, want '$want'" "$(head -c 600 "$T/err")"; fi
+done
 [ "$failed" = 0 ]
