@@ -13,19 +13,8 @@
 # naming the file and line, and leave no output file and no database row.
 #
 #   FERBENCH_BIN  folder of the tools (default bin)
-BIN=${FERBENCH_BIN:-bin}
-MS=$BIN/masksynth
-FB=$BIN/ferbench
-FS=$BIN/ferstats
-PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/ferbench-import.XXXXXX") || { echo "Bail out! mktemp -d failed"; exit 1; }
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/tap.sh"
 export SOURCE_DATE_EPOCH=1700000000
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-sanitizer_clean() { ! grep -q -e AddressSanitizer -e LeakSanitizer -e 'runtime error' "$T/err"; }
 q() { sqlite3 "$T/d.sqlite" "$1"; }
 runs() { q "SELECT count(*) FROM model_runs"; }
 
@@ -34,9 +23,9 @@ good() {
     d=$1; o=$2; shift 2
     "$FB" run --db "$T/d.sqlite" --out "$o" "$@" >"$T/out" 2>"$T/err"
     rc=$?
-    if [ $rc = 0 ] && sanitizer_clean; then ok "$d"; else nok "$d" "exit $rc" "$(head -c 800 "$T/err")"; fi
+    if [ $rc = 0 ] && sane; then ok "$d"; else nok "$d" "exit $rc" "$(head -c 800 "$T/err")"; fi
 }
-# bad "description" want args...: exit 2, one stderr line holding $want, no output, no new database row.
+# bad "description" want args... (for imports, in place of tap.sh's): exit 2, one stderr line holding $want, no output, no new database row.
 bad() {
     d=$1; want=$2; shift 2
     before=$(runs)
@@ -45,7 +34,7 @@ bad() {
     rc=$?
     lines=$(wc -l <"$T/err")
     if [ $rc = 2 ] && [ "$lines" = 1 ] && grep -q -F -- "$want" "$T/err" && [ ! -e "$T/bad-out.csv" ] &&
-        [ "$(runs)" = "$before" ] && sanitizer_clean; then
+        [ "$(runs)" = "$before" ] && sane; then
         ok "$d: $(cat "$T/err")"
     else
         nok "$d" "exit $rc, $lines stderr lines, want '$want'; output $( [ -e "$T/bad-out.csv" ] && echo written || echo none); runs $before -> $(runs)" "$(head -c 600 "$T/err")"
@@ -319,7 +308,7 @@ cp "$T/d1.sqlite" "$T/d.sqlite"
 # The imports feed the report: each model's latest run, with the accuracy ferstats gives its canonical CSV.
 "$FB" report --db "$T/d.sqlite" --out "$T/report" --resamples 200 >"$T/out" 2>"$T/err"
 rc=$?
-if [ $rc = 0 ] && sanitizer_clean; then
+if [ $rc = 0 ] && sane; then
     want=""
     for m in mvt named ran scn scn-copy; do
         f=$T/$m.out.csv; [ "$m" = mvt ] && f=$T/ferplus.out.csv; [ "$m" = named ] && f=$T/names.out.csv

@@ -3,24 +3,8 @@
 # synthetic fixtures (both official layouts), bad label files, determinism
 # across runs and thread counts, resumption after a kill, and the real FER+
 # vote files when ../shared/data is present (skipped otherwise). TAP output.
-BIN=${FERBENCH_BIN:-bin}
-MS=$BIN/masksynth
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/tap.sh"
 export SOURCE_DATE_EPOCH=1700000000  # timestamps in the DB are then fixed: byte-identical reruns
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() { # description, then a command: ok when it succeeds
-    d=$1; shift
-    if "$@" >"$T/out" 2>"$T/err"; then ok "$d"; else nok "$d" "exit $?" "$(head -c 600 "$T/err")"; fi
-}
-expect_rc() { # description, rc, command...
-    d=$1; want=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"; rc=$?
-    if [ "$rc" = "$want" ]; then ok "$d"; else nok "$d" "exit $rc, wanted $want" "$(head -c 600 "$T/err")"; fi
-}
 q() { sqlite3 "$1" "$2"; }
 
 echo "1..71"
@@ -218,7 +202,7 @@ if [ -f "$VOTES/FER2013Train/label.csv" ]; then
     with_contempt=$(q "$T/r.sqlite" "SELECT group_concat(c) FROM (SELECT official_split s, count(*) c FROM images GROUP BY s
         ORDER BY s='test', s='val')")
     contempt=$(q "$T/r.sqlite" "SELECT group_concat(c) FROM (SELECT count(*) c FROM dropped_images WHERE reason LIKE 'contempt%'
-        GROUP BY source_file ORDER BY source_file LIKE '%Test%', source_file LIKE '%Valid%')")
+        GROUP BY source_file ORDER BY source_file LIKE '%/FER2013Test/%', source_file LIKE '%/FER2013Valid/%')")
     [ "$kept" = "24925,3175,3122" ] && ok "real label.csv: 24,925 / 3,175 / 3,122 kept in 7 classes" || nok "real FER+ 7-class counts" "$kept"
     [ "$contempt" = "120,16,15" ] && ok "real label.csv: 25,045 / 3,191 / 3,137 with contempt (8 classes)" \
         || nok "real FER+ 8-class counts" "contempt drops $contempt"

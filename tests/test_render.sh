@@ -3,19 +3,8 @@
 # fixture's true landmarks and with dlib; byte-identical files and rows at 1
 # and 2 threads; a kill after the first chunk and a rerun give the same result;
 # bad images get a status and the run goes on. TAP output.
-BIN=${FERBENCH_BIN:-bin}
-MS=$BIN/masksynth
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/tap.sh"
 export SOURCE_DATE_EPOCH=1700000000
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() {
-    d=$1; shift
-    if "$@" >"$T/out" 2>"$T/err"; then ok "$d"; else nok "$d" "exit $?" "$(head -c 800 "$T/err")"; fi
-}
 q() { sqlite3 "$1" "$2"; }
 dump() { sqlite3 "$1" "SELECT image_id, status, box_x, box_y, box_w, box_h, score, landmarks, visibility, coverage,
     replace(output_path, '$2', ''), output_hash, replace(alpha_path, '$2', ''), alpha_hash FROM renders ORDER BY image_id"; }

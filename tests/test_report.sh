@@ -17,44 +17,13 @@
 # order; every bad input exits 2 with one stderr line naming it.
 #
 #   FERBENCH_BIN  folder of masksynth, ferbench, ferstats (default bin)
-BIN=${FERBENCH_BIN:-bin}
-MS=$BIN/masksynth
-FB=$BIN/ferbench
-FS=$BIN/ferstats
-PY=/usr/bin/python3
+. "$(dirname "$0")/tap.sh"
 for tool in "$MS" "$FB" "$FS"; do
     [ -x "$tool" ] || { echo "Bail out! $tool is not built (run make all)"; exit 1; }
 done
 command -v sqlite3 >/dev/null || { echo "Bail out! the sqlite3 CLI is needed"; exit 1; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/ferbench-report.XXXXXX") || { echo "Bail out! mktemp -d failed"; exit 1; }
-trap 'rm -rf "$T"' EXIT
-trap 'exit 1' HUP INT TERM
 export FERBENCH_NO_PROGRESS=1
 
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() {
-    n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift
-    for l in "$@"; do printf '%s\n' "$l" | head -c 1500 | sed 's/^/# /'; done
-}
-# A sanitizer report or a death by signal fails a case whatever its exit code.
-sane() { [ "$1" -lt 128 ] && ! grep -a -q -e AddressSanitizer -e LeakSanitizer -e 'runtime error' "$T/err"; }
-check() {
-    d=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    if [ $rc = 0 ] && sane $rc; then ok "$d"; else nok "$d" "exit $rc" "$(cat "$T/err")"; fi
-}
-# bad "description" WANT command...: exit 2, exactly one stderr line, naming WANT.
-bad() {
-    d=$1; want=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    lines=$(wc -l <"$T/err")
-    if [ $rc = 2 ] && [ "$lines" = 1 ] && sane $rc && grep -q -F -- "$want" "$T/err"; then ok "$d: $(cat "$T/err")"
-    else nok "$d" "exit $rc, $lines stderr lines, want one naming '$want'" "$(cat "$T/err")"; fi
-}
 q() { sqlite3 "$T/d.sqlite" "$1"; }
 
 # ---- the database ----------------------------------------------------------------

@@ -6,13 +6,7 @@
 # same weights, byte for byte) at 1 and 2 threads; a run stopped after an
 # epoch and resumed equals an uninterrupted one; database rows; bad weights
 # files and bad options exit 2 with one message. TAP output.
-BIN=${FERBENCH_BIN:-bin}
-MS=$BIN/masksynth
-FB=$BIN/ferbench
-FS=$BIN/ferstats
-PY=/usr/bin/python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/tap.sh"
 export SOURCE_DATE_EPOCH=1700000000
 # Fixed budget: fopm-tiny, EPOCHS epochs over the 1,440 training images of a
 # 2,000-face fixture, lr x0.2 every 8 epochs (the paper's 6 assumes 300
@@ -21,23 +15,6 @@ export SOURCE_DATE_EPOCH=1700000000
 # faces the model memorises the identities instead: validation falls to 0.3.)
 EPOCHS=${E2E_EPOCHS:-20}
 MIN_ACC=${E2E_MIN_ACC:-0.45}
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
-check() {
-    d=$1; shift
-    if "$@" >"$T/out" 2>"$T/err"; then ok "$d"; else nok "$d" "exit $?" "$(head -c 800 "$T/err")"; fi
-}
-# bad "description" command...: must exit 2 with exactly one line on stderr naming $want.
-bad() {
-    d=$1; want=$2; shift 2
-    "$@" >"$T/out" 2>"$T/err"
-    rc=$?
-    lines=$(wc -l <"$T/err")
-    if [ $rc = 2 ] && [ "$lines" = 1 ] && grep -q -- "$want" "$T/err"; then ok "$d: exit 2, $(cat "$T/err")"
-    else nok "$d" "exit $rc, $lines stderr lines, want '$want'" "$(head -c 600 "$T/err")"; fi
-}
 q() { sqlite3 "$T/d.sqlite" "$1"; }
 losses() { cut -d, -f1-7 "$1"; } # log.csv without the seconds column
 
