@@ -195,6 +195,14 @@ static void test_open_header(void **state)
     snprintf(want, sizeof want, "%s:1: empty file (expected the header a,b)", path);
     assert_string_equal(r.err, want);
     assert_null(r.buf);
+    /* only a comment line: the header is missing on line 2 */
+    assert_int_equal(write(fd, "# v1\n", 5), 5);
+    assert_int_equal(csv_open_header(&r, path, "the header a,b"), -1);
+    snprintf(want, sizeof want, "%s:2: no header after the comment line (expected the header a,b)", path);
+    assert_string_equal(r.err, want);
+    assert_null(r.buf);
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
     assert_int_equal(write(fd, "a,b\n1,2\n", 8), 8);
     close(fd);
     assert_int_equal(csv_open_header(&r, path, "the header a,b"), 0);
