@@ -85,12 +85,10 @@ int csv_open_header(csv_reader *r, const char *path, const char *what)
     if (csv_open(r, path)) return -1;
     int got = csv_next(r);
     if (got == 1) return 0;
-    /* After a leading comment line the header is due on line 2. */
-    if (got == 0 && r->comment)
-        snprintf(r->err, sizeof r->err, "%s:%ld: no header after the comment line (expected %s)", path,
-                 r->comment_line + 1, what);
-    else if (got == 0)
-        snprintf(r->err, sizeof r->err, "%s:1: empty file (expected %s)", path, what);
+    /* next_line: where the header was due (2 after a leading comment line) */
+    if (got == 0)
+        fail_at(r, r->next_line, r->comment ? "no header after the comment line (expected %s)" : "empty file (expected %s)",
+                what);
     csv_close(r);
     return -1;
 }
