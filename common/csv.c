@@ -41,7 +41,6 @@ static int start(csv_reader *r)
     r->field_len = xmalloc(sizeof *r->field_len * r->cap);
     r->nfields = 0;
     r->comment = NULL;
-    r->comment_line = 0;
     if (r->max_field == 0) r->max_field = CSV_DEFAULT_MAX_FIELD;
     if (r->len >= 3 && memcmp(r->buf, "\xEF\xBB\xBF", 3) == 0) r->pos = 3;
     if (r->pos < r->len && r->buf[r->pos] == '#') {
@@ -53,7 +52,6 @@ static int start(csv_reader *r)
         if (!utf8_valid(s, (size_t)(end - s))) return fail_at(r, 1, "header line is not valid UTF-8");
         *end = '\0';
         r->comment = s;
-        r->comment_line = 1;
         r->pos = nl ? (size_t)(nl - r->buf) + 1 : r->len;
         r->next_line = 2;
     }

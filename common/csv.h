@@ -25,8 +25,7 @@ typedef struct {
     char **field;     /* NUL-terminated fields of the current record */
     size_t *field_len;
     int nfields, cap;
-    char *comment;    /* the leading '#' line without '#' and line end, or NULL */
-    long comment_line;
+    char *comment;    /* the leading '#' line (always line 1) without '#' and line end, or NULL */
     size_t max_field;
     char err[640];
 } csv_reader;
