@@ -73,6 +73,7 @@ TESTS := $(BUILD)/tests/test_csv $(BUILD)/tests/test_stats $(BUILD)/tests/test_d
          $(BUILD)/tests/test_ops_conv $(BUILD)/tests/test_ops_misc $(BUILD)/tests/test_ops_threads \
          $(BUILD)/tests/test_data $(BUILD)/tests/forward_dump \
          $(BUILD)/tests/train_dump $(BUILD)/tests/test_backend $(BUILD)/tests/test_kernels_emu $(BUILD)/tests/net_parity \
+         $(BUILD)/tests/libfbcuda_emu.so \
          $(FUZZ_REPLAY)
 
 .PHONY: all deps test asan bench demo clean check-tools cuda cuda-missing fuzz fuzz-deps
@@ -190,6 +191,27 @@ $(BUILD)/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp
 
 $(BUILD)/tests/test_kernels_emu: $(EMU_OBJ) $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CXX) $(LDFLAGS) -pthread $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)
+
+# The whole CUDA backend over the host emulation (tests/cuda_emu/include/:
+# cuda_runtime.h, cublas_v2.h, cudnn.h; emu_libs.cpp): the three .cu files
+# unchanged in libfbcuda_emu.so, which test_backend and net_parity load as
+# their "cuda" device (tests/test_backend_emu.sh). It checks the backend's
+# use of cuDNN and cuBLAS (descriptors, algorithms, workspaces, pointers),
+# not the GPU.
+EMU_FULL_CXXFLAGS := $(EMU_CXXFLAGS) -fPIC -DFB_CUDA_EMU_FULL -Itests/cuda_emu/include
+EMU_FULL_OBJ := $(patsubst engine/cuda/%.cu,$(BUILD)/tests/cuda_emu/full/%.o,$(CUDA_SRC)) \
+                $(BUILD)/tests/cuda_emu/full/cuda_emu.o $(BUILD)/tests/cuda_emu/full/emu_libs.o
+
+$(BUILD)/tests/cuda_emu/full/%.o: engine/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_FULL_CXXFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/tests/cuda_emu/full/%.o: tests/cuda_emu/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_FULL_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/tests/libfbcuda_emu.so: $(EMU_FULL_OBJ)
+	$(CXX) -shared -pthread $(SAN) $^ -o $@
 
 $(BUILD)/tests/net_parity: $(BUILD)/tests/net_parity.o $(ENGINE_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(ENGINE_LIBS) $(LDLIBS)

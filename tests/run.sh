@@ -27,6 +27,7 @@ exec prove --timer \
     "$TEST_BUILD/test_backend" \
     "$TEST_BUILD/test_kernels_emu" \
     "$TEST_BUILD/net_parity" \
+    tests/test_backend_emu.sh \
     "$TEST_BUILD/fuzz_csv" \
     "$TEST_BUILD/fuzz_preds" \
     "$TEST_BUILD/fuzz_image" \

@@ -24,10 +24,11 @@
  * Also compiled for the host by tests/cuda_emu/ (a logic test: 256 threads
  * per block emulated with real threads, every k_* checked bitwise against
  * the CPU reference); with FB_CUDA_EMU its cuda_emu.h stands in for CUDA and
- * supplies LAUNCH, LAUNCH_IDX and the grid limits. */
-#ifdef FB_CUDA_EMU
+ * supplies LAUNCH, LAUNCH_IDX and the grid limits. With FB_CUDA_EMU_FULL too,
+ * the whole backend is built over the emulation (libfbcuda_emu.so). */
+#if defined(FB_CUDA_EMU) && !defined(FB_CUDA_EMU_FULL) /* kernels alone */
 #include "cuda_emu.h"
-#else
+#else /* on CUDA, or the whole backend emulated (tests/cuda_emu/include/) */
 #include "cuda_internal.h"
 #endif
 

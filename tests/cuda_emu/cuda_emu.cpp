@@ -1,22 +1,31 @@
-/* cuda_emu.cpp: the runtime of cuda_emu.h. One pool of THREADS threads for
- * the whole run (starting 256 threads per launch would cost more than the
- * kernels): a launch hands every thread the kernel body and the grid, each
- * thread runs its part of block 0, 1, ... with a barrier after each block,
- * and the launching thread waits for all of them. A launch that does not
- * finish within EMU_WATCHDOG_S (a __syncthreads not reached by every thread
- * of a block deadlocks the barrier) ends the run with a TAP "Bail out!". */
+/* cuda_emu.cpp: the runtime of emu_runtime.h. A launch runs its blocks one
+ * after another on the calling thread; the THREADS threads of a block are
+ * fibers (ucontext), each run until it reaches __syncthreads or returns,
+ * then the next. Once every thread of the block waits at the barrier, all
+ * go on. Each round runs the threads in the other order (0..255, then
+ * 255..0), so a read of a neighbour's shared-memory slot that lacks a
+ * barrier sees a stale value in one of the two orders. A barrier that some
+ * threads reach while others have returned (a __syncthreads in divergent
+ * code: undefined on the device) ends the run with a TAP "Bail out!".
+ * (This replaced a pool of 256 real threads: switching fibers costs
+ * microseconds where waking 256 threads on two cores cost milliseconds.) */
 #include "cuda_emu.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <barrier>
-#include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
+#include <map>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define EMU_ASAN 1
+#else
+#define EMU_ASAN 0
+#endif
 
 thread_local emu_dim3 threadIdx, blockIdx;
 emu_dim3 blockDim, gridDim;
@@ -26,79 +35,111 @@ size_t emu_mse_blocks = 1024;
 unsigned long emu_launches;
 int emu_malloc_fail;
 long emu_live_allocs;
-
-enum { EMU_WATCHDOG_S = 60 };
+int emu_strict;
+long emu_violations;
 
 static cudaError_t last_error = cudaSuccess;
 
 namespace {
 
-struct pool {
-    unsigned n = 0;
-    std::vector<std::thread> threads;
-    std::barrier<> *bar = nullptr; /* the block's barrier: __syncthreads and block ends */
-    std::atomic<unsigned long> gen{0}; /* bumped to start a launch (or to quit) */
-    std::atomic<unsigned> running{0};
+enum { RUNNING, AT_BARRIER, DONE };
+enum { STACK_BYTES = EMU_ASAN ? 256 << 10 : 64 << 10 };
+
+struct fiber {
+    ucontext_t ctx;
+    char *stack = nullptr;
+    int state = DONE;
+};
+
+struct scheduler {
+    std::vector<fiber> f;
+    ucontext_t home; /* the launching thread's context */
     const std::function<void()> *body = nullptr;
-    unsigned grid = 0;
-    bool quit = false;
-    std::mutex mu;
-    std::condition_variable done_cv;
-    bool done = false;
+    unsigned cur = 0;
+#if EMU_ASAN
+    void *home_fake = nullptr;
+    const void *home_bottom = nullptr;
+    size_t home_size = 0;
+#endif
 
-    void work(unsigned t)
+    ~scheduler()
     {
+        for (auto &x : f) free(x.stack);
+    }
+
+    static void entry(void);
+
+    /* From the scheduler into fiber t; back when it waits or returns. */
+    void resume(unsigned t)
+    {
+        cur = t;
         threadIdx = {t, 0, 0};
-        unsigned long seen = 0;
-        for (;;) {
-            gen.wait(seen, std::memory_order_acquire);
-            seen = gen.load(std::memory_order_acquire);
-            if (quit) return;
-            for (unsigned g = 0; g < grid; g++) {
-                blockIdx = {g, 0, 0};
-                (*body)();
-                bar->arrive_and_wait(); /* the block's shared memory is free for the next one */
+#if EMU_ASAN
+        __sanitizer_start_switch_fiber(&home_fake, f[t].stack, STACK_BYTES);
+#endif
+        swapcontext(&home, &f[t].ctx);
+#if EMU_ASAN
+        __sanitizer_finish_switch_fiber(home_fake, NULL, NULL);
+#endif
+    }
+
+    /* From the running fiber back to the scheduler. */
+    void yield(int state)
+    {
+        fiber &me = f[cur];
+        me.state = state;
+#if EMU_ASAN
+        void *fake = nullptr;
+        __sanitizer_start_switch_fiber(state == DONE ? NULL : &fake, home_bottom, home_size);
+#endif
+        swapcontext(&me.ctx, &home);
+#if EMU_ASAN
+        __sanitizer_finish_switch_fiber(fake, &home_bottom, &home_size);
+#endif
+    }
+
+    /* Runs one block of n threads; 0 when a barrier was left unreachable. */
+    int run_block(unsigned n)
+    {
+        if (f.size() < n) f.resize(n);
+        for (unsigned t = 0; t < n; t++) {
+            fiber &x = f[t];
+            if (!x.stack && !(x.stack = (char *)malloc(STACK_BYTES))) {
+                printf("Bail out! cannot allocate fiber stacks\n");
+                fflush(stdout);
+                _exit(2);
             }
-            if (running.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-                std::lock_guard<std::mutex> lk(mu);
-                done = true;
-                done_cv.notify_one();
-            }
+            getcontext(&x.ctx);
+            x.ctx.uc_stack.ss_sp = x.stack;
+            x.ctx.uc_stack.ss_size = STACK_BYTES;
+            x.ctx.uc_link = NULL; /* entry() never returns: it yields DONE */
+            makecontext(&x.ctx, entry, 0);
+            x.state = RUNNING;
         }
-    }
-
-    void start(unsigned threads)
-    {
-        n = threads;
-        bar = new std::barrier<>(threads);
-        for (unsigned t = 0; t < threads; t++) this->threads.emplace_back(&pool::work, this, t);
-    }
-
-    /* Runs one launch; 0 when the watchdog fired. */
-    int run(unsigned g, const std::function<void()> &f)
-    {
-        body = &f;
-        grid = g;
-        done = false;
-        running.store(n, std::memory_order_relaxed);
-        gen.fetch_add(1, std::memory_order_release);
-        gen.notify_all();
-        std::unique_lock<std::mutex> lk(mu);
-        return done_cv.wait_for(lk, std::chrono::seconds(EMU_WATCHDOG_S), [this] { return done; });
-    }
-
-    ~pool()
-    {
-        if (!n) return;
-        quit = true;
-        gen.fetch_add(1, std::memory_order_release);
-        gen.notify_all();
-        for (auto &t : threads) t.join();
-        delete bar;
+        for (unsigned round = 0;; round++) {
+            for (unsigned i = 0; i < n; i++) {
+                unsigned t = round & 1 ? n - 1 - i : i;
+                if (f[t].state == RUNNING) resume(t);
+            }
+            unsigned done = 0; /* the others wait at the barrier */
+            for (unsigned t = 0; t < n; t++) done += f[t].state == DONE;
+            if (done == n) return 1;
+            if (done) return 0;
+            for (unsigned t = 0; t < n; t++) f[t].state = RUNNING;
+        }
     }
 };
 
-pool the_pool;
+scheduler sched;
+
+void scheduler::entry(void)
+{
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &sched.home_bottom, &sched.home_size);
+#endif
+    (*sched.body)();
+    sched.yield(DONE);
+}
 
 } // namespace
 
@@ -108,23 +149,22 @@ void emu_launch(const char *name, unsigned grid, unsigned threads, std::function
         last_error = cudaErrorInvalidConfiguration;
         return;
     }
-    if (the_pool.n == 0) the_pool.start(threads);
-    if (threads != the_pool.n) { /* kernels.cu launches THREADS everywhere */
-        last_error = cudaErrorInvalidConfiguration;
-        return;
-    }
     emu_launches++;
     blockDim = {threads, 1, 1};
     gridDim = {grid, 1, 1};
-    if (!the_pool.run(grid, body)) {
-        printf("Bail out! %s (grid %u) did not finish in %d s: a __syncthreads not reached by every thread?\n",
-               name, grid, (int)EMU_WATCHDOG_S);
-        fflush(stdout);
-        _exit(2); /* the pool's threads are stuck: no clean exit */
+    sched.body = &body;
+    for (unsigned g = 0; g < grid; g++) {
+        blockIdx = {g, 0, 0};
+        if (!sched.run_block(threads)) {
+            printf("Bail out! %s (grid %u, block %u): a __syncthreads that some threads of the block never reach\n",
+                   name, grid, g);
+            fflush(stdout);
+            _exit(2);
+        }
     }
 }
 
-void __syncthreads(void) { the_pool.bar->arrive_and_wait(); }
+void __syncthreads(void) { sched.yield(AT_BARRIER); }
 
 /* 1 when v is nonzero in any thread of the block. The first barrier keeps
  * the reset from overtaking a slow reader of the previous call. */
@@ -139,17 +179,6 @@ int __syncthreads_or(int v)
     return flag.load();
 }
 
-int cu_check(backend *b, cudaError_t e, const char *what)
-{
-    if (e == cudaSuccess) return 0;
-    cuda_ctx *cx = CX(b);
-    if (!cx->failed) {
-        cx->failed = 1;
-        snprintf(cx->err, sizeof cx->err, "%s: emulated CUDA error %d", what, (int)e);
-    }
-    return 1;
-}
-
 cudaError_t cudaGetLastError(void)
 {
     cudaError_t e = last_error;
@@ -157,16 +186,74 @@ cudaError_t cudaGetLastError(void)
     return e;
 }
 
+/* ---- device memory: host blocks, with a registry of live ranges ---- */
+
+static std::map<uintptr_t, size_t> live; /* base -> bytes (allocation happens on the host thread only) */
+
+int emu_is_device(const void *p, size_t bytes)
+{
+    uintptr_t a = (uintptr_t)p;
+    auto it = live.upper_bound(a);
+    if (it == live.begin()) return 0;
+    --it;
+    return a >= it->first && bytes <= it->second && a - it->first <= it->second - bytes;
+}
+
+int emu_is_host(const void *p, size_t bytes)
+{
+    uintptr_t a = (uintptr_t)p;
+    auto it = live.lower_bound(a);
+    if (it != live.end() && it->first < a + bytes) return 0;
+    if (it == live.begin()) return 1;
+    --it;
+    return it->first + it->second <= a;
+}
+
+void emu_violation(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("# emu: ");
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+    va_end(ap);
+    emu_violations++;
+}
+
+static int dev_ok(const void *p, size_t bytes, const char *what)
+{
+    if (!emu_strict || !bytes || emu_is_device(p, bytes)) return 1;
+    emu_violation("%s: %zu bytes at %p are not inside one live device allocation", what, bytes, p);
+    return 0;
+}
+
+static int host_ok(const void *p, size_t bytes, const char *what)
+{
+    if (!emu_strict || !bytes || emu_is_host(p, bytes)) return 1;
+    emu_violation("%s: the host range of %zu bytes at %p overlaps device memory", what, bytes, p);
+    return 0;
+}
+
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
 {
+    if (!dev_ok(p, bytes, "cudaMemsetAsync")) return cudaErrorInvalidValue;
     memset(p, v, bytes);
     return cudaSuccess;
 }
 
 /* memcpy, not memmove: overlapping copies are undefined on the device too
  * (ASan reports them). */
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t)
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t)
 {
+    int good = 1;
+    switch (kind) {
+    case cudaMemcpyHostToDevice: good = host_ok(src, bytes, "cudaMemcpyAsync source") && dev_ok(dst, bytes, "cudaMemcpyAsync destination"); break;
+    case cudaMemcpyDeviceToHost: good = dev_ok(src, bytes, "cudaMemcpyAsync source") && host_ok(dst, bytes, "cudaMemcpyAsync destination"); break;
+    case cudaMemcpyDeviceToDevice: good = dev_ok(src, bytes, "cudaMemcpyAsync source") && dev_ok(dst, bytes, "cudaMemcpyAsync destination"); break;
+    default: good = !emu_strict; break;
+    }
+    if (!good) return cudaErrorInvalidValue;
     memcpy(dst, src, bytes);
     return cudaSuccess;
 }
@@ -180,13 +267,21 @@ cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t)
         return cudaErrorMemoryAllocation;
     }
     if (!(*p = malloc(bytes ? bytes : 1))) return cudaErrorMemoryAllocation;
+    live[(uintptr_t)*p] = bytes ? bytes : 1;
     emu_live_allocs++;
     return cudaSuccess;
 }
 
 cudaError_t cudaFreeAsync(void *p, cudaStream_t)
 {
-    if (p) emu_live_allocs--;
+    if (!p) return cudaSuccess;
+    auto it = live.find((uintptr_t)p);
+    if (it == live.end()) {
+        emu_violation("cudaFreeAsync(%p): not a live allocation (double free, or not from cudaMallocAsync)", p);
+        return cudaErrorInvalidValue;
+    }
+    live.erase(it);
+    emu_live_allocs--;
     free(p);
     return cudaSuccess;
 }

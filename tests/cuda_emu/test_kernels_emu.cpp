@@ -57,6 +57,18 @@ static backend emu_b; /* kernels.cu over the emulation */
 static backend *E = &emu_b;
 static backend *cpu; /* the reference (backend_cpu.c) */
 
+/* backend_cuda.cu's cu_check, for kernels.cu alone: records the first error (sticky). */
+int cu_check(backend *b, cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess) return 0;
+    cuda_ctx *cx = CX(b);
+    if (!cx->failed) {
+        cx->failed = 1;
+        snprintf(cx->err, sizeof cx->err, "%s: emulated CUDA error %d", what, (int)e);
+    }
+    return 1;
+}
+
 /* ---- results ---- */
 
 static int case_failed, diag_left;

@@ -1,0 +1,66 @@
+#!/bin/sh
+# The CUDA backend (engine/cuda/*.cu, unchanged) built over the host
+# emulation of the CUDA runtime, cuBLAS and cuDNN (tests/cuda_emu/,
+# libfbcuda_emu.so) and run as the "cuda" device of the GPU parity tests,
+# against the CPU backend, on a machine without a GPU:
+#   test_backend  every op, forward and backward, in fp32 (NMSE <= 1e-10),
+#                 tf32 and bf16 (the GPU run's bounds), and fp32 deterministic
+#   net_parity    fopm-tiny: fp32 deterministic (bit-identical rerun), tf32, bf16
+#   ferbench      bench --device cuda (inference and a training step) runs
+# It checks the backend's logic and its use of the libraries (descriptors,
+# algorithm choice and cache, workspaces, BF16 staging, BN folding, the
+# fused-eval fallback, device pointers: the emulation reports a violation
+# with a "# emu:" line and the program exits 1), not the GPU's arithmetic
+# or speed: tests/gpu/run.sh does that on a device.
+. "$(dirname "$0")/tap.sh"
+TB=${TEST_BUILD:-build/tests}
+export FERBENCH_CUDA_LIB="$PWD/$TB/libfbcuda_emu.so" CMOCKA_MESSAGE_OUTPUT=TAP
+[ -f "$FERBENCH_CUDA_LIB" ] || { echo "Bail out! $FERBENCH_CUDA_LIB not built (make $TB/libfbcuda_emu.so)"; exit 1; }
+
+# tap_run DESCRIPTION COMMAND...: a TAP program, ok when it exits 0 with no
+# "not ok" line, no emulation violation and no sanitizer report; its
+# failing lines (and the emulation's diagnostics) are shown otherwise.
+tap_run() {
+    d=$1; shift
+    "$@" >"$T/out" 2>"$T/err"
+    rc=$?
+    if [ "$rc" = 0 ] && sane && ! grep -q -e '^not ok' -e '^# emu:' -e '^Bail out' "$T/out"; then
+        ok "$d ($(grep -c '^ok' "$T/out") checks)"
+    else
+        nok "$d" "exit $rc" "$(grep -e '^not ok' -e '^# emu:' -e 'FAIL' -e '^Bail out' "$T/out" | head -n 20)" \
+            "$(tail -n 5 "$T/err")"
+    fi
+}
+
+for p in fp32 tf32 bf16; do
+    tap_run "test_backend: every op on the emulated CUDA backend, $p" \
+        env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=$p "$TB/test_backend"
+done
+tap_run "test_backend: every op on the emulated CUDA backend, fp32 deterministic (heuristic algorithm choice)" \
+    env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 FB_TEST_DETERMINISTIC=1 "$TB/test_backend"
+
+tap_run "net_parity: fopm-tiny fp32, 3 steps, deterministic rerun bit-identical" \
+    env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 "$TB/net_parity" --config fopm-tiny --batch 2 --steps 3 --deterministic
+for p in tf32 bf16; do
+    tap_run "net_parity: fopm-tiny $p, 2 steps" \
+        env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=$p "$TB/net_parity" --config fopm-tiny --batch 2 --steps 2
+done
+
+# The workflow: ferbench train and run with --device cuda, the same weights on the CPU.
+check "fixture (80 faces) through masksynth" sh -c "'$MS' fixture --layout rafdb --n 80 --seed 5 '$T/raf' &&
+    '$MS' init --dataset rafdb --root '$T/raf' --protocol '$T/raf/protocol.csv' --db '$T/d.sqlite' &&
+    '$MS' --split all --db '$T/d.sqlite' --out '$T/masked' --threads 2"
+check "ferbench train --device cuda fopm-tiny, 1 epoch" "$FB" train --device cuda --config fopm-tiny --db "$T/d.sqlite" \
+    --out "$T/run" --epochs 1 --batch 32
+check "ferbench run --device cuda on the test split" "$FB" run --device cuda --weights "$T/run/best.safetensors" \
+    --db "$T/d.sqlite" --split test --out "$T/gpu.csv"
+check "ferbench run --device cpu, the same weights" "$FB" run --device cpu --weights "$T/run/best.safetensors" \
+    --db "$T/d.sqlite" --split test --out "$T/cpu.csv"
+# the same predicted labels, probabilities within 1e-5
+d=$(awk -F, 'NR == FNR { if (FNR > 2) { p[FNR] = $3; for (i = 4; i <= NF; i++) v[FNR, i] = $i }; next }
+    FNR > 2 { rows++; if ($3 != p[FNR]) bad++; for (i = 4; i <= NF; i++) { e = $i - v[FNR, i]; if (e < 0) e = -e; if (e > m) m = e } }
+    END { printf "%d rows, %d labels differ, max |dp| %.3g", rows, bad, m; exit !(rows > 0 && bad == 0 && m <= 1e-5) }' \
+    "$T/cpu.csv" "$T/gpu.csv") && ok "predictions on cuda and cpu agree: $d" || nok "predictions on cuda and cpu" "$d"
+
+echo "1..$n"
+[ "$failed" = 0 ]
