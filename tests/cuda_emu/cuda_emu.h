@@ -20,17 +20,9 @@
 #ifndef FB_CUDA_EMU_H
 #define FB_CUDA_EMU_H
 
-#include <math.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <functional>
-
 #include "../../engine/cuda/kernels.h"
 
-#include "emu_runtime.h"
+#include "emu_runtime.h" /* the runtime, launches, intrinsics (and the C headers they need) */
 
 /* The part of cuda_internal.h's cuda_ctx that kernels.cu reads. */
 typedef struct {

@@ -4,7 +4,7 @@
  *   include/          the whole backend (backend_cuda.cu, cudnn_ops.cu,
  *                     kernels.cu) over emulated cuda_runtime.h, cublas_v2.h and
  *                     cudnn.h: libfbcuda_emu.so (emu_libs.cpp)
- * See cuda_emu.h for how launches run. */
+ * How launches run: cuda_emu.cpp. */
 #ifndef FB_EMU_RUNTIME_H
 #define FB_EMU_RUNTIME_H
 
