@@ -12,9 +12,17 @@ train: model.train(), one step: zero_grad(set_to_none=True), forward,
   Lt = MSE(occ, occ_t) + 0.6 MSE(heat, heat_t) + 0.4 CE(logits, labels),
   backward, torch.optim.AdamW(lr 0.002, betas (0.9, 0.99), eps 1e-8,
   weight_decay 1e-4) step (PyTorch's default implementation for CUDA).
-Inputs as speed.c draws them, created on the GPU: x uniform in [-2, 2),
-occ_t and heat_t uniform in [0, 1), labels uniform over the 7 classes (seeded,
-not the same numbers). The model is rebuilt (seed 1) for every (mode, batch).
+Inputs as speed.c draws them: x uniform in [-2, 2), occ_t and heat_t uniform
+in [0, 1), labels uniform over the 7 classes (seeded, not the same numbers).
+The model is rebuilt (seed 1) for every (mode, batch).
+--inputs host (the default): the step does what a ferbench step does, so the
+  two are timed on the same work: the inputs start in ordinary (pageable)
+  host memory and are copied to the GPU inside the timed step (x; for train
+  also occ_t, heat_t and the labels), and the step ends with its results back
+  on the host (infer: the logits; train: the three loss terms, fetched after
+  the forward as ferbench's net_loss does, before the backward).
+--inputs gpu: the inputs are made on the GPU once and nothing is copied: the
+  model alone (the copies of x cost about 0.4 ms per 16 images at fopm).
 precision: fp32: TF32 off for matmul and cuDNN; tf32: TF32 on for both;
   bf16: fp32 weights, forward under torch.autocast("cuda", bfloat16), TF32 on,
   loss (train) in fp32 on the .float() outputs, outside autocast.
@@ -88,6 +96,7 @@ def autocast_ctx(precision):
 
 
 def make_inputs(cfg, n, device):
+    """The four inputs on `device` (cuda, or cpu for --inputs host)."""
     size = fopm.CONFIGS[cfg][0]
     grid = size // 4  # G = S/4 (engine/model.h model_grid)
     g = torch.Generator(device=device)
@@ -99,28 +108,35 @@ def make_inputs(cfg, n, device):
     return x, occ_t, heat_t, labels, grid
 
 
-def make_infer_step(net, x, precision, compiled):
+def make_infer_step(net, x, precision, compiled, device, host_io):
     # inference_mode for eager; no_grad under torch.compile, whose graphs do
     # not mix well with inference tensors in some 2.x releases.
     grad_ctx = torch.no_grad if compiled else torch.inference_mode
 
     def step():
         with grad_ctx():
+            xd = x.to(device) if host_io else x
             with autocast_ctx(precision):
-                return net(x)
+                out = net(xd)
+            if host_io:
+                out[0].float().cpu()  # the logits back, as ferbench's net_logits
+            return out
     return step
 
 
-def make_train_step(net, params, x, occ_t, heat_t, labels, precision):
+def make_train_step(net, params, inputs, precision, device, host_io):
     opt = torch.optim.AdamW(params, lr=0.002, betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-4)
 
     def step():
+        x, occ_t, heat_t, labels = (t.to(device) for t in inputs) if host_io else inputs
         opt.zero_grad(set_to_none=True)
         with autocast_ctx(precision):
             logits, occ, heat = net(x)
         logits, occ, heat = logits.float(), occ.float(), heat.float()
-        loss = (F.mse_loss(occ, occ_t) + 0.6 * F.mse_loss(heat, heat_t) +
-                0.4 * F.cross_entropy(logits, labels))
+        lp, lm, ld = F.mse_loss(occ, occ_t), F.mse_loss(heat, heat_t), F.cross_entropy(logits, labels)
+        if host_io:
+            torch.stack([lp, lm, ld]).detach().cpu()  # the loss terms back, as ferbench's net_loss
+        loss = lp + 0.6 * lm + 0.4 * ld
         loss.backward()
         opt.step()
         return loss, occ
@@ -132,7 +148,7 @@ def is_oom(e):
     return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e)
 
 
-def time_mode(cfg, n, train, precision, compile_, warmup, iters, device):
+def time_mode(cfg, n, train, precision, compile_, warmup, iters, device, host_io):
     """Returns (median seconds, peak bytes) for one (mode, batch)."""
     torch.manual_seed(1)
     model = fopm.make(cfg).to(device)
@@ -149,12 +165,12 @@ def time_mode(cfg, n, train, precision, compile_, warmup, iters, device):
         except Exception as e:  # torch.compile missing or refusing
             raise CompileUnavailable(e)
         warmup = max(warmup, COMPILE_MIN_WARMUP)
-    x, occ_t, heat_t, labels, grid = make_inputs(cfg, n, device)
+    x, occ_t, heat_t, labels, grid = make_inputs(cfg, n, torch.device("cpu") if host_io else device)
     opt = None
     if train:
-        step, opt = make_train_step(net, model.parameters(), x, occ_t, heat_t, labels, precision)
+        step, opt = make_train_step(net, model.parameters(), (x, occ_t, heat_t, labels), precision, device, host_io)
     else:
-        step = make_infer_step(net, x, precision, compile_)
+        step = make_infer_step(net, x, precision, compile_, device, host_io)
     events = []
     out = None
     for it in range(-warmup, iters):
@@ -209,6 +225,8 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--inputs", default="host", choices=("host", "gpu"),
+                    help="host: copy inputs in and results out inside each step, as ferbench does (default)")
     a = ap.parse_args()
     try:
         batches = parse_batches(a.batch)
@@ -233,12 +251,15 @@ def main():
     set_precision(a.precision)
     gpu = torch.cuda.get_device_name(device).replace('"', "'")
     label = "cuda-pytorch-compile" if a.compile else "cuda-pytorch"
+    if a.inputs == "gpu":
+        label += "-resident"  # not the same work as ferbench's step: kept apart in the tables
     for train in (0, 1):
         if (a.mode == "infer" and train) or (a.mode == "train" and not train):
             continue
         for n in batches:
             try:
-                med, peak = time_mode(a.config, n, train, a.precision, a.compile, a.warmup, a.iters, device)
+                med, peak = time_mode(a.config, n, train, a.precision, a.compile, a.warmup, a.iters, device,
+                                      a.inputs == "host")
             except CompileUnavailable as e:
                 reason = " ".join(str(e.args[0] if e.args else e).split()) or type(e).__name__
                 if e.args and isinstance(e.args[0], BaseException):
@@ -246,9 +267,9 @@ def main():
                 print("# torch.compile unavailable: %s" % reason[:300], flush=True)
                 return 0
             print('bench device=%s gpu="%s" precision=%s config=%s mode=%s batch=%d median_s=%.6f '
-                  "ms_per_image=%.3f images_per_s=%.3f peak_bytes=%d" %
+                  "ms_per_image=%.3f images_per_s=%.3f peak_bytes=%d inputs=%s" %
                   (label, gpu, a.precision, a.config, "train" if train else "infer", n, med,
-                   1000.0 * med / n, n / med, peak), flush=True)
+                   1000.0 * med / n, n / med, peak, a.inputs), flush=True)
     return 0
 
 

@@ -308,29 +308,6 @@ static const uint16_t *to_bf16(backend *b, uint16_t **buf, size_t *cap, const fl
 
 static const float one = 1.0f, zero = 0.0f;
 
-/* y = conv(x, w) (no bias), any precision; the descriptors are prepared here. */
-static int conv_core(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride, float *y)
-{
-    cudnn_state *d = DNN(b);
-    algo_entry e;
-    if (!prepare(b, DIR_FWD, xs, oc, k, stride, &e)) return 0;
-    cudnnConvolutionFwdAlgo_t algo = (cudnnConvolutionFwdAlgo_t)e.algo;
-    size_t ny = shape4_numel(conv2d_out_shape(xs, oc, k, stride));
-    if (!in_bf16(b, &e))
-        return ok(b, cudnnConvolutionForward(d->h, &one, d->xd, x, d->wd, w, d->cd, algo, d->ws, d->ws_size, &zero,
-                                             d->yd, y),
-                  "cudnnConvolutionForward");
-    const uint16_t *bx = to_bf16(b, &d->bx, &d->bx_cap, x, shape4_numel(xs));
-    const uint16_t *bw = to_bf16(b, &d->bw, &d->bw_cap, w, (size_t)oc * xs.c * k * k);
-    if (!bx || !bw || !grow(b, (void **)&d->by, &d->by_cap, ny, sizeof(uint16_t))) return 0;
-    if (!ok(b, cudnnConvolutionForward(d->h, &one, d->xd, bx, d->wd, bw, d->cd, algo, d->ws, d->ws_size, &zero, d->yd,
-                                       d->by),
-            "cudnnConvolutionForward"))
-        return 0;
-    k_from_bf16(b, d->by, ny, y);
-    return 1;
-}
-
 /* y[n,oc,...] += bias[oc] (FP32). */
 static int add_bias(backend *b, const float *bias, shape4 ys, float *y)
 {
@@ -340,10 +317,44 @@ static int add_bias(backend *b, const float *bias, shape4 ys, float *y)
            ok(b, cudnnAddTensor(d->h, &one, d->bd, bias, &one, d->yd, y), "cudnnAddTensor");
 }
 
+/* y = act(conv(x, w) + bias) (bias NULL: none; relu: ReLU), any precision,
+ * the descriptors prepared here. In FP32 tensors, conv then cudnnAddTensor
+ * then our ReLU; in BF16 the conv writes BF16 and one pass of ours casts it
+ * back with the bias and the ReLU (k_bf16_epilogue: three passes over the
+ * output saved). */
+static int conv_core(backend *b, const float *x, shape4 xs, const float *w, const float *bias, int relu, int oc,
+                     int k, int stride, float *y)
+{
+    cudnn_state *d = DNN(b);
+    algo_entry e;
+    if (!prepare(b, DIR_FWD, xs, oc, k, stride, &e)) return 0;
+    cudnnConvolutionFwdAlgo_t algo = (cudnnConvolutionFwdAlgo_t)e.algo;
+    shape4 ys = conv2d_out_shape(xs, oc, k, stride);
+    size_t ny = shape4_numel(ys);
+    if (!in_bf16(b, &e)) {
+        if (!ok(b, cudnnConvolutionForward(d->h, &one, d->xd, x, d->wd, w, d->cd, algo, d->ws, d->ws_size, &zero,
+                                           d->yd, y),
+                "cudnnConvolutionForward") ||
+            (bias && !add_bias(b, bias, ys, y)))
+            return 0;
+        if (relu) k_relu_fwd(b, y, ny, y);
+        return 1;
+    }
+    const uint16_t *bx = to_bf16(b, &d->bx, &d->bx_cap, x, shape4_numel(xs));
+    const uint16_t *bw = to_bf16(b, &d->bw, &d->bw_cap, w, (size_t)oc * xs.c * k * k);
+    if (!bx || !bw || !grow(b, (void **)&d->by, &d->by_cap, ny, sizeof(uint16_t))) return 0;
+    if (!ok(b, cudnnConvolutionForward(d->h, &one, d->xd, bx, d->wd, bw, d->cd, algo, d->ws, d->ws_size, &zero, d->yd,
+                                       d->by),
+            "cudnnConvolutionForward"))
+        return 0;
+    k_bf16_epilogue(b, d->by, ys, bias, relu, y);
+    return 1;
+}
+
 void dnn_conv_fwd(backend *b, const float *x, shape4 xs, const float *w, const float *bias, int oc, int k,
                   int stride, float *y)
 {
-    if (conv_core(b, x, xs, w, oc, k, stride, y) && bias) add_bias(b, bias, conv2d_out_shape(xs, oc, k, stride), y);
+    conv_core(b, x, xs, w, bias, 0, oc, k, stride, y);
 }
 
 /* In BF16: dy goes to `bx` (cast once, for both directions), x to `by`
@@ -408,14 +419,14 @@ void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc,
  * cudnnConvolutionBiasActivationForward (conv + bias + ReLU) in fp32/tf32;
  * without ReLU, in bf16, or where cuDNN will not fuse the chosen algorithm
  * (any status of the NOT_SUPPORTED or BAD_PARAM categories: remembered, not
- * retried), conv then bias (then ReLU) as separate calls. */
+ * retried), conv_core: in FP32 tensors conv, bias and ReLU as separate
+ * calls, in BF16 the conv and one epilogue pass. */
 void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
                       const float *gamma, const float *beta, const float *mean, const float *var, float eps,
                       int relu, float *y)
 {
     cudnn_state *d = DNN(b);
     size_t per_oc = (size_t)xs.c * k * k;
-    shape4 ys = conv2d_out_shape(xs, oc, k, stride);
     if (CX(b)->failed || !grow(b, (void **)&d->fw, &d->fw_cap, (size_t)oc * per_oc, sizeof(float)) ||
         !grow(b, (void **)&d->fb, &d->fb_cap, (size_t)oc, sizeof(float)))
         return;
@@ -437,8 +448,7 @@ void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int
             if (c) c->unfused = 1;
         }
     }
-    if (!conv_core(b, x, xs, d->fw, oc, k, stride, y) || !add_bias(b, d->fb, ys, y)) return;
-    if (relu) k_relu_fwd(b, y, shape4_numel(ys), y);
+    conv_core(b, x, xs, d->fw, d->fb, relu, oc, k, stride, y);
 }
 
 /* ---- batch norm ---- */

@@ -789,6 +789,22 @@ static __global__ void acc_bf16_kernel(float *y, const uint16_t *x, size_t n)
     FOR_EACH(size_t, i, n) y[i] = __fadd_rn(y[i], bf2f(x[i]));
 }
 
+/* The epilogue of a BF16 convolution, in one pass instead of three (cast,
+ * bias, ReLU): y[e] = act(float(x[e]) + bias[(e / hw) % c]) for y [N,C,H,W],
+ * the sum rounded once as cudnnAddTensor's (bias NULL: + 0 skipped), act
+ * relu_fwd's (v > 0 ? v : 0) or none. */
+template <typename I>
+static __global__ void bf16_epilogue_kernel(const uint16_t *x, I hw, I c, const float *bias, int relu, I total,
+                                            float *y)
+{
+    FOR_EACH(I, e, total)
+    {
+        float v = bf2f(x[e]);
+        if (bias) v = __fadd_rn(v, bias[(e / hw) % c]);
+        y[e] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+}
+
 /* w [OC, per_oc] -> wf = w * scale[o], bf[o] = shift[o], with
  * batchnorm_fwd_eval's scale and shift (ops_conv.c, in double):
  * invstd = 1 / sqrt(var + eps), scale = (float)(g * invstd),
@@ -833,6 +849,13 @@ void k_acc_bf16(backend *b, float *y, const uint16_t *x, size_t n)
 {
     if (skip(b, n)) return;
     LAUNCH(acc_bf16_kernel, grid_for(n), y, x, n);
+}
+
+void k_bf16_epilogue(backend *b, const uint16_t *x, shape4 ys, const float *bias, int relu, float *y)
+{
+    size_t total = shape4_numel(ys), hw = (size_t)ys.h * (size_t)ys.w;
+    if (skip(b, total)) return;
+    LAUNCH_IDX(total, bf16_epilogue_kernel, grid_for(total), x, hw, (size_t)ys.c, bias, relu, total, y);
 }
 
 void k_fold_bn(backend *b, const float *w, int oc, size_t per_oc, const float *gamma, const float *beta,

@@ -50,6 +50,9 @@ void k_adamw(backend *b, float *w, const float *grad, float *m, float *v, const 
 void k_to_bf16(backend *b, const float *x, size_t n, uint16_t *y);
 void k_from_bf16(backend *b, const uint16_t *x, size_t n, float *y);
 void k_acc_bf16(backend *b, float *y, const uint16_t *x, size_t n); /* y += float(x) */
+/* y [N,C,H,W] = act(float(x) + bias[c]): a BF16 convolution's output cast
+ * back, its bias (NULL: none) and ReLU (relu != 0) in one pass. */
+void k_bf16_epilogue(backend *b, const uint16_t *x, shape4 ys, const float *bias, int relu, float *y);
 void k_fold_bn(backend *b, const float *w, int oc, size_t per_oc, const float *gamma, const float *beta,
                const float *mean, const float *var, float eps, float *wf, float *bf);
 
