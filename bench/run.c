@@ -90,7 +90,8 @@ int cmd_run(const cli_args *a)
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
-    data_loader_opts lo = {.S = p.cfg.size, .G = model_grid(&p.cfg), .batch = (int)batch, .nthreads = threads};
+    data_loader_opts lo = {.S = p.cfg.size, .G = model_grid(&p.cfg), .batch = (int)batch, .nthreads = threads,
+                           .host_alloc = backend_host_alloc, .host_free = backend_host_free, .host_ctx = be};
     data_loader *l = data_loader_start(&sp, &lo, err, sizeof err);
     if (!l) goto out;
     progress pr;

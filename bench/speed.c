@@ -64,8 +64,10 @@ static int time_mode(model_params *p, const char *cname, backend *be, int n, int
 {
     const int S = p->cfg.size, G = model_grid(&p->cfg);
     size_t nx = (size_t)n * 3 * S * S, no = (size_t)n * G * G, nh = no * MODEL_LANDMARKS;
-    float *x = malloc(nx * sizeof *x), *ot = malloc(no * sizeof *ot), *ht = malloc(nh * sizeof *ht);
-    int *lab = malloc((size_t)n * sizeof *lab);
+    /* the inputs in the backend's upload memory, as the data loader's batches */
+    float *x = be->host_alloc(be, nx * sizeof *x), *ot = be->host_alloc(be, no * sizeof *ot);
+    float *ht = be->host_alloc(be, nh * sizeof *ht);
+    int *lab = be->host_alloc(be, (size_t)n * sizeof *lab);
     double *ts = malloc((size_t)iters * sizeof *ts);
     be->reset_peak(be);
     net *t = net_create_on(p, be);
@@ -104,7 +106,8 @@ static int time_mode(model_params *p, const char *cname, backend *be, int n, int
     rc = 0;
 out:
     net_free(t);
-    free(x), free(ot), free(ht), free(lab), free(ts);
+    backend_host_free(be, x), backend_host_free(be, ot), backend_host_free(be, ht), backend_host_free(be, lab);
+    free(ts);
     return rc;
 }
 

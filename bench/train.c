@@ -105,7 +105,8 @@ static int path_exists(const char *p)
 static int validate(net *t, const data_split *s, const train_opts *o, double *acc, char *err, size_t errlen)
 {
     data_loader_opts lo = {.S = o->cfg.size, .G = model_grid(&o->cfg), .batch = (int)o->batch,
-                           .seed = (uint64_t)o->seed, .nthreads = o->threads}; /* split order, no flips, no targets */
+                           .seed = (uint64_t)o->seed, .nthreads = o->threads, /* split order, no flips, no targets */
+                           .host_alloc = backend_host_alloc, .host_free = backend_host_free, .host_ctx = o->be};
     data_loader *l = data_loader_start(s, &lo, err, errlen);
     if (!l) return -1;
     long correct = 0, seen = 0;
@@ -313,7 +314,8 @@ int cmd_train(const cli_args *a)
         if (s.bad_epochs >= o.patience) break;
         double t0 = now_seconds(), lr = epoch_lr(&o, epoch);
         data_loader_opts lo = {.S = o.cfg.size, .G = G, .batch = (int)o.batch, .seed = (uint64_t)o.seed, .epoch = epoch,
-                               .shuffle = 1, .augment = 1, .drop_last = 1, .with_targets = 1, .nthreads = o.threads};
+                               .shuffle = 1, .augment = 1, .drop_last = 1, .with_targets = 1, .nthreads = o.threads,
+                               .host_alloc = backend_host_alloc, .host_free = backend_host_free, .host_ctx = o.be};
         data_loader *l = data_loader_start(&tr, &lo, err, sizeof err);
         if (!l) goto out;
         int nb = data_loader_nbatches(l);

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void out_of_memory(size_t n)
+void out_of_memory(size_t n)
 {
     fprintf(stderr, "out of memory (asked for %zu bytes)\n", n);
     exit(EXIT_BAD_INPUT);

@@ -11,6 +11,8 @@
 /* Exit codes used by every tool (ARCHITECTURE.md, Conventions). */
 enum { EXIT_OK = 0, EXIT_CHECK_FAILED = 1, EXIT_BAD_INPUT = 2 };
 
+/* "out of memory (asked for N bytes)" on stderr, exit EXIT_BAD_INPUT: what xmalloc does on failure. */
+void out_of_memory(size_t n);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);

@@ -52,6 +52,14 @@ struct backend {
     /* ---- memory: float buffers (int32 data travels in them too) ---- */
     float *(*alloc)(backend *b, size_t floats); /* zero-filled; NULL on failure */
     void (*release)(backend *b, void *p);
+    /* Host memory for what is uploaded again and again (the loader's batches):
+     * page-locked on a device, so upload() is a DMA at full bus speed that
+     * does not wait for the stream, instead of a staged copy; plain memory on
+     * the CPU, and wherever page-locking fails. Any host memory may be
+     * uploaded; from this memory the upload reads it later, so it must stay
+     * unchanged until the next download() or sync(). Not zeroed. */
+    void *(*host_alloc)(backend *b, size_t bytes);
+    void (*host_free)(backend *b, void *p);
     void (*upload)(backend *b, float *dst, const float *host, size_t floats);
     void (*download)(backend *b, float *host, const float *src, size_t floats); /* waits */
     void (*sync)(backend *b);
@@ -137,6 +145,9 @@ struct backend {
  * or no usable GPU is present. */
 backend *backend_open(const char *device, const backend_options *opt, char *err, size_t errlen);
 void backend_close(backend *b);
+/* host_alloc / host_free as data_loader_opts' allocator (ctx: the backend). */
+void *backend_host_alloc(void *be, size_t bytes);
+void backend_host_free(void *be, void *p);
 /* The CPU backend itself (backend_open("cpu") returns one of these). */
 backend *backend_cpu_create(const backend_options *opt);
 

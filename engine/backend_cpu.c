@@ -53,6 +53,8 @@ static void aligned(backend *b, const void *p, const char *role)
         snprintf(cx->misaligned, sizeof cx->misaligned, "%s pointer not %d-byte aligned", role, STAGED_ALIGN);
 }
 static void cpu_release(backend *b, void *p) { (void)b, free(p); }
+static void *cpu_host_alloc(backend *b, size_t bytes) { (void)b; return malloc(bytes ? bytes : 1); }
+static void cpu_host_free(backend *b, void *p) { (void)b, free(p); }
 static void cpu_upload(backend *b, float *d, const float *h, size_t n) { (void)b, memcpy(d, h, n * sizeof(float)); }
 static void cpu_download(backend *b, float *h, const float *s, size_t n) { (void)b, memcpy(h, s, n * sizeof(float)); }
 static void cpu_sync(backend *b) { (void)b; }
@@ -259,6 +261,7 @@ static backend *cpu_create(const backend_options *opt, int staged)
     snprintf(b->desc, sizeof b->desc, "%s:%d OpenBLAS %s", b->name, ops_threads(), openblas_get_corename());
     b->ctx = cx;
     b->alloc = cpu_alloc, b->release = cpu_release, b->upload = cpu_upload, b->download = cpu_download;
+    b->host_alloc = cpu_host_alloc, b->host_free = cpu_host_free;
     b->sync = cpu_sync, b->error = cpu_error, b->bytes_in_use = cpu_bytes, b->peak_bytes = cpu_peak;
     b->reset_peak = cpu_reset_peak;
     b->destroy = cpu_destroy;
@@ -376,4 +379,16 @@ backend *backend_open(const char *device, const backend_options *opt, char *err,
 void backend_close(backend *b)
 {
     if (b) b->destroy(b);
+}
+
+void *backend_host_alloc(void *be, size_t bytes)
+{
+    backend *b = be;
+    return b->host_alloc(b, bytes);
+}
+
+void backend_host_free(void *be, void *p)
+{
+    backend *b = be;
+    if (p) b->host_free(b, p);
 }

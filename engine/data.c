@@ -664,6 +664,22 @@ static void *loader_worker(void *arg)
     return NULL;
 }
 
+/* The buffers that are uploaded: from the options' allocator when it has one. */
+static void *upload_buffer(const data_loader_opts *o, size_t bytes)
+{
+    if (!o->host_alloc) return xmalloc(bytes);
+    void *p = o->host_alloc(o->host_ctx, bytes);
+    if (!p) out_of_memory(bytes);
+    return p;
+}
+
+static void upload_buffer_free(const data_loader_opts *o, void *p)
+{
+    if (!p) return;
+    if (o->host_free) o->host_free(o->host_ctx, p);
+    else free(p);
+}
+
 data_loader *data_loader_start(const data_split *s, const data_loader_opts *o, char *err, size_t errlen)
 {
     if (o->S < 1 || o->S > 4096 || o->G < 1 || o->G > 4096 || o->batch < 1 || o->batch > 65536) {
@@ -672,6 +688,10 @@ data_loader *data_loader_start(const data_split *s, const data_loader_opts *o, c
     }
     if ((o->shuffle || o->augment) && (o->epoch < 0 || o->epoch > 32767)) {
         set_err(err, errlen, "data loader: epoch %d out of range (0..32767)", o->epoch);
+        return NULL;
+    }
+    if (!o->host_alloc != !o->host_free) {
+        set_err(err, errlen, "data loader: host_alloc and host_free go together");
         return NULL;
     }
     data_loader *l = xcalloc(1, sizeof *l);
@@ -690,12 +710,12 @@ data_loader *data_loader_start(const data_split *s, const data_loader_opts *o, c
         slot *sl = &l->slots[i];
         sl->batch = i;
         sl->err_pos = -1;
-        sl->b.x = xmalloc(sizeof(float) * B * 3 * (size_t)o->S * o->S);
+        sl->b.x = upload_buffer(o, sizeof(float) * B * 3 * (size_t)o->S * o->S);
         if (o->with_targets) {
-            sl->b.occ_t = xmalloc(sizeof(float) * B * gs);
-            sl->b.heat_t = xmalloc(sizeof(float) * B * DATA_NPOINTS * gs);
+            sl->b.occ_t = upload_buffer(o, sizeof(float) * B * gs);
+            sl->b.heat_t = upload_buffer(o, sizeof(float) * B * DATA_NPOINTS * gs);
         }
-        sl->b.labels = xmalloc(sizeof(int) * B);
+        sl->b.labels = upload_buffer(o, sizeof(int) * B);
         sl->b.items = xmalloc(sizeof(int) * B);
         sl->b.flipped = xmalloc(B);
     }
@@ -787,10 +807,10 @@ void data_loader_stop(data_loader *l)
     pthread_cond_destroy(&l->ready);
     pthread_mutex_destroy(&l->mu);
     for (int i = 0; i < l->depth; i++) {
-        free(l->slots[i].b.x);
-        free(l->slots[i].b.occ_t);
-        free(l->slots[i].b.heat_t);
-        free(l->slots[i].b.labels);
+        upload_buffer_free(&l->o, l->slots[i].b.x);
+        upload_buffer_free(&l->o, l->slots[i].b.occ_t);
+        upload_buffer_free(&l->o, l->slots[i].b.heat_t);
+        upload_buffer_free(&l->o, l->slots[i].b.labels);
         free(l->slots[i].b.items);
         free(l->slots[i].b.flipped);
     }

@@ -139,6 +139,13 @@ typedef struct {
     int with_targets;    /* 1: occ_t and heat_t too; 0: only x (inference, alpha maps not read) */
     int nthreads;        /* workers; <= 0: the online CPUs, at most 8 */
     int depth;           /* batches in flight (being filled or held); <= 0: 3 */
+    /* Allocator of the buffers that are uploaded (x, occ_t, heat_t, labels), e.g. a device backend's
+     * page-locked host memory (backend_host_alloc / backend_host_free with ctx the backend); NULL: malloc.
+     * A released batch is refilled at once, so the consumer must have waited for its uploads (any
+     * download does) before releasing it. */
+    void *(*host_alloc)(void *ctx, size_t bytes);
+    void (*host_free)(void *ctx, void *p);
+    void *host_ctx;
 } data_loader_opts;
 
 /* One batch; buffers belong to the loader (valid until data_loader_release). */

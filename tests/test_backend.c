@@ -659,6 +659,38 @@ static void test_adamw(void **state)
     finish();
 }
 
+/* ---- host_alloc: upload memory (page-locked on a device) ---- */
+
+/* Two buffers from host_alloc uploaded, downloaded into a third, the bytes
+ * equal (int data too, as the labels travel); a buffer is rewritten only
+ * after a download (the contract), and an empty request is a valid pointer. */
+static void test_host_alloc(void **state)
+{
+    (void)state;
+    const size_t n = 70001; /* odd, over a page */
+    float *h = B->host_alloc(B, n * sizeof *h), *back = B->host_alloc(B, n * sizeof *back);
+    int32_t *lab = B->host_alloc(B, 5 * sizeof *lab);
+    void *none = B->host_alloc(B, 0);
+    assert_non_null(h), assert_non_null(back), assert_non_null(lab), assert_non_null(none);
+    float *d = B->alloc(B, n), *dl = B->alloc(B, 5);
+    assert_non_null(d), assert_non_null(dl);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++) h[i] = (float)(i * 7 % 1000) - 500.0f + 0.25f * round;
+        for (int i = 0; i < 5; i++) lab[i] = i * 3 + round;
+        B->upload(B, d, h, n);
+        B->upload(B, dl, (const float *)(const void *)lab, 5);
+        B->download(B, back, d, n); /* waits: h and lab may be rewritten after this */
+        assert_memory_equal(back, h, n * sizeof *h);
+        int32_t lb[5];
+        B->download(B, (float *)(void *)lb, dl, 5);
+        assert_memory_equal(lb, lab, sizeof lb);
+    }
+    B->release(B, d), B->release(B, dl);
+    backend_host_free(B, h), backend_host_free(B, back), backend_host_free(B, lab), backend_host_free(B, none);
+    backend_host_free(B, NULL);
+    assert_null(B->error(B));
+}
+
 /* ---- after everything: no sticky error ---- */
 
 static void test_no_error(void **state)
@@ -732,7 +764,7 @@ int main(void)
         T(test_sigmoid),     T(test_maxpool2),       T(test_upsample2),  T(test_concat),
         T(test_quadrants),   T(test_mul_spatial),    T(test_mul_channel), T(test_avgpool_global),
         T(test_avgpool_block), T(test_linear),       T(test_softmax_ce), T(test_mse),
-        T(test_adamw),       T(test_no_error),
+        T(test_adamw),       T(test_host_alloc),     T(test_no_error),
     };
     int rc;
     if (open_backends() != 0) {

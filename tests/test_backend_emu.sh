@@ -46,6 +46,13 @@ for p in tf32 bf16; do
         env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=$p "$TB/net_parity" --config fopm-tiny --batch 2 --steps 2
 done
 
+# Upload memory: the bench's inputs come from host_alloc; with the driver
+# refusing page-locked memory it falls back to malloc (and host_free knows).
+check "ferbench bench --device cuda, inference and a training step" "$FB" bench --device cuda --config fopm-tiny \
+    --batch 2 --mode both --iters 1 --warmup 0
+check "ferbench bench --device cuda, page-locked memory refused (malloc instead)" env FB_EMU_NO_PINNED=1 "$FB" bench \
+    --device cuda --config fopm-tiny --batch 2 --mode both --iters 1 --warmup 0
+
 # The workflow: ferbench train and run with --device cuda, the same weights on the CPU.
 check "fixture (80 faces) through masksynth" sh -c "'$MS' fixture --layout rafdb --n 80 --seed 5 '$T/raf' &&
     '$MS' init --dataset rafdb --root '$T/raf' --protocol '$T/raf/protocol.csv' --db '$T/d.sqlite' &&

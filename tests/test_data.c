@@ -953,6 +953,81 @@ static void test_loader_threads(void **state)
     free(db);
 }
 
+/* A counting allocator for the uploaded buffers: every block it gave is
+ * freed through it, and the batches' x, targets and labels lie in its blocks. */
+typedef struct {
+    int allocs, frees;
+    void *blocks[64];
+    size_t sizes[64];
+} count_alloc;
+
+static void *counted_alloc(void *ctx, size_t bytes)
+{
+    count_alloc *c = ctx;
+    assert_true(c->allocs < 64);
+    c->sizes[c->allocs] = bytes;
+    return c->blocks[c->allocs++] = malloc(bytes);
+}
+
+static void counted_free(void *ctx, void *p)
+{
+    count_alloc *c = ctx;
+    int known = 0;
+    for (int i = 0; i < c->allocs; i++) known |= c->blocks[i] == p;
+    assert_true(known);
+    c->frees++;
+    free(p);
+}
+
+static int in_blocks(const count_alloc *c, const void *p, size_t bytes)
+{
+    for (int i = 0; i < c->allocs; i++)
+        if ((const char *)p >= (const char *)c->blocks[i] &&
+            (const char *)p + bytes <= (const char *)c->blocks[i] + c->sizes[i])
+            return 1;
+    return 0;
+}
+
+static void test_loader_host_alloc(void **state)
+{
+    (void)state;
+    char *db = build_db("loader_h", 0), err[2048];
+    data_split s;
+    if (data_open_split(db, NULL, "train", NULL, &s, err, sizeof err)) fail_msg("%s", err);
+    data_loader_opts o = {.S = 32, .G = 8, .batch = 4, .seed = 42, .epoch = 2, .shuffle = 1, .augment = 1,
+                          .with_targets = 1, .nthreads = 2};
+    epoch_dump plain = run_epoch(&s, o);
+    count_alloc c = {0};
+    o.host_alloc = counted_alloc, o.host_free = counted_free, o.host_ctx = &c;
+    epoch_dump counted = run_epoch(&s, o); /* the same bytes from the caller's memory */
+    assert_int_equal(counted.len, plain.len);
+    assert_memory_equal(counted.bytes, plain.bytes, plain.len);
+    assert_int_equal(c.allocs, 3 * 4); /* depth 3 x (x, occ_t, heat_t, labels) */
+    assert_int_equal(c.frees, c.allocs);
+    free(plain.bytes), free(counted.bytes);
+
+    count_alloc c2 = {0};
+    o.host_ctx = &c2;
+    o.with_targets = 0; /* inference: x and labels only */
+    data_loader *l = data_loader_start(&s, &o, err, sizeof err);
+    assert_non_null(l);
+    data_batch *b;
+    assert_int_equal(data_loader_next(l, &b), 1);
+    assert_true(in_blocks(&c2, b->x, sizeof *b->x * 3 * 32 * 32 * (size_t)b->n));
+    assert_true(in_blocks(&c2, b->labels, sizeof *b->labels * (size_t)b->n));
+    assert_false(in_blocks(&c2, b->items, sizeof *b->items)); /* not uploaded: plain memory */
+    data_loader_release(l, b);
+    data_loader_stop(l);
+    assert_int_equal(c2.allocs, 3 * 2);
+    assert_int_equal(c2.frees, c2.allocs);
+
+    o.host_free = NULL; /* one without the other */
+    assert_null(data_loader_start(&s, &o, err, sizeof err));
+    assert_non_null(strstr(err, "host_alloc and host_free"));
+    data_split_free(&s);
+    free(db);
+}
+
 static void test_loader_stop_and_errors(void **state)
 {
     (void)state;
@@ -1037,6 +1112,7 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_sample_errors),
         cmocka_unit_test(test_loader_threads),
+        cmocka_unit_test(test_loader_host_alloc),
         cmocka_unit_test(test_loader_stop_and_errors),
     };
     return cmocka_run_group_tests_name("data", tests, setup, teardown);

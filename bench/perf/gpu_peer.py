@@ -16,9 +16,10 @@ Inputs as speed.c draws them: x uniform in [-2, 2), occ_t and heat_t uniform
 in [0, 1), labels uniform over the 7 classes (seeded, not the same numbers).
 The model is rebuilt (seed 1) for every (mode, batch).
 --inputs host (the default): the step does what a ferbench step does, so the
-  two are timed on the same work: the inputs start in ordinary (pageable)
-  host memory and are copied to the GPU inside the timed step (x; for train
-  also occ_t, heat_t and the labels), and the step ends with its results back
+  two are timed on the same work: the inputs start in page-locked host memory
+  (as ferbench's loader batches and DataLoader(pin_memory=True)'s) and are
+  copied to the GPU inside the timed step (x; for train also occ_t, heat_t
+  and the labels), and the step ends with its results back
   on the host (infer: the logits; train: the three loss terms, fetched after
   the forward as ferbench's net_loss does, before the backward).
 --inputs gpu: the inputs are made on the GPU once and nothing is copied: the
@@ -115,7 +116,7 @@ def make_infer_step(net, x, precision, compiled, device, host_io):
 
     def step():
         with grad_ctx():
-            xd = x.to(device) if host_io else x
+            xd = x.to(device, non_blocking=True) if host_io else x
             with autocast_ctx(precision):
                 out = net(xd)
             if host_io:
@@ -128,7 +129,7 @@ def make_train_step(net, params, inputs, precision, device, host_io):
     opt = torch.optim.AdamW(params, lr=0.002, betas=(0.9, 0.99), eps=1e-8, weight_decay=1e-4)
 
     def step():
-        x, occ_t, heat_t, labels = (t.to(device) for t in inputs) if host_io else inputs
+        x, occ_t, heat_t, labels = (t.to(device, non_blocking=True) for t in inputs) if host_io else inputs
         opt.zero_grad(set_to_none=True)
         with autocast_ctx(precision):
             logits, occ, heat = net(x)
@@ -166,6 +167,8 @@ def time_mode(cfg, n, train, precision, compile_, warmup, iters, device, host_io
             raise CompileUnavailable(e)
         warmup = max(warmup, COMPILE_MIN_WARMUP)
     x, occ_t, heat_t, labels, grid = make_inputs(cfg, n, torch.device("cpu") if host_io else device)
+    if host_io:
+        x, occ_t, heat_t, labels = (t.pin_memory() for t in (x, occ_t, heat_t, labels))
     opt = None
     if train:
         step, opt = make_train_step(net, model.parameters(), (x, occ_t, heat_t, labels), precision, device, host_io)

@@ -111,6 +111,39 @@ static float *cu_alloc(backend *b, size_t n)
 
 static void cu_release(backend *b, void *p) { cu_free(b, p); }
 
+/* Page-locked where the driver grants it, else malloc (page-locking is an
+ * offer: its failure is not the backend's error). */
+static void *cu_host_alloc(backend *b, size_t bytes)
+{
+    cuda_ctx *cx = CX(b);
+    void *p = NULL;
+    if (cx->pinned_n == cx->pinned_cap) {
+        size_t nc = cx->pinned_cap ? 2 * cx->pinned_cap : 16;
+        void **np = (void **)realloc(cx->pinned, nc * sizeof *np);
+        if (!np) return NULL;
+        cx->pinned = np, cx->pinned_cap = nc;
+    }
+    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault) == cudaSuccess) {
+        cx->pinned[cx->pinned_n++] = p;
+        return p;
+    }
+    (void)cudaGetLastError();
+    return malloc(bytes ? bytes : 1);
+}
+
+static void cu_host_free(backend *b, void *p)
+{
+    cuda_ctx *cx = CX(b);
+    if (!p) return;
+    for (size_t i = 0; i < cx->pinned_n; i++)
+        if (cx->pinned[i] == p) {
+            cx->pinned[i] = cx->pinned[--cx->pinned_n];
+            cudaFreeHost(p); /* waits for the device: no copy from p is left */
+            return;
+        }
+    free(p);
+}
+
 static void cu_upload(backend *b, float *dst, const float *host, size_t n)
 {
     if (CX(b)->failed || !n) return;
@@ -149,6 +182,8 @@ static void cu_destroy(backend *b)
             cudaStreamSynchronize(cx->stream);
             cudaStreamDestroy(cx->stream);
         }
+        for (size_t i = 0; i < cx->pinned_n; i++) cudaFreeHost(cx->pinned[i]);
+        free(cx->pinned);
         free(cx->keys);
         free(cx->sizes);
         free(cx);
@@ -193,6 +228,7 @@ static void cu_linear_bwd(backend *b, const float *x, int n, int in, const float
 static void fill_table(backend *b)
 {
     b->alloc = cu_alloc, b->release = cu_release, b->upload = cu_upload, b->download = cu_download;
+    b->host_alloc = cu_host_alloc, b->host_free = cu_host_free;
     b->sync = cu_sync, b->error = cu_error, b->bytes_in_use = cu_bytes, b->peak_bytes = cu_peak;
     b->reset_peak = cu_reset_peak;
     b->destroy = cu_destroy;

@@ -34,6 +34,9 @@ typedef struct {
     void **keys;
     size_t *sizes;
     size_t map_cap, map_n;
+    /* host_alloc's page-locked blocks (others came from malloc) */
+    void **pinned;
+    size_t pinned_n, pinned_cap;
 } cuda_ctx;
 
 static inline cuda_ctx *CX(backend *b) { return (cuda_ctx *)b->ctx; }

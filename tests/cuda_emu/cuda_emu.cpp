@@ -242,6 +242,78 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
     return cudaSuccess;
 }
 
+/* ---- page-locked host memory, and the copies still pending from it ---- */
+
+int emu_host_alloc_fail;
+long emu_pinned_live;
+static std::map<uintptr_t, size_t> pinned; /* base -> bytes */
+struct pending_copy {
+    const unsigned char *src;
+    size_t bytes;
+    uint64_t hash;
+};
+static std::vector<pending_copy> pending;
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* 1 when [p, p + bytes) lies inside one page-locked block. */
+static int in_pinned(const void *p, size_t bytes)
+{
+    uintptr_t a = (uintptr_t)p;
+    auto it = pinned.upper_bound(a);
+    if (it == pinned.begin()) return 0;
+    --it;
+    return a >= it->first && bytes <= it->second && a - it->first <= it->second - bytes;
+}
+
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned)
+{
+    *p = NULL;
+    if (emu_host_alloc_fail > 0) {
+        emu_host_alloc_fail--;
+        return cudaErrorMemoryAllocation;
+    }
+    if (!(*p = malloc(bytes ? bytes : 1))) return cudaErrorMemoryAllocation;
+    pinned[(uintptr_t)*p] = bytes ? bytes : 1;
+    emu_pinned_live++;
+    return cudaSuccess;
+}
+
+/* As on a GPU, freeing page-locked memory waits for the device first. */
+cudaError_t cudaFreeHost(void *p)
+{
+    if (!p) return cudaSuccess;
+    auto it = pinned.find((uintptr_t)p);
+    if (it == pinned.end()) {
+        emu_violation("cudaFreeHost(%p): not a live cudaHostAlloc block", p);
+        return cudaErrorInvalidValue;
+    }
+    emu_pinned_check("cudaFreeHost");
+    pinned.erase(it);
+    emu_pinned_live--;
+    free(p);
+    return cudaSuccess;
+}
+
+int emu_pinned_check(const char *at)
+{
+    int changed = 0;
+    for (const pending_copy &c : pending)
+        if (fnv1a(c.src, c.bytes) != c.hash) {
+            emu_violation("%s: the page-locked source of a cudaMemcpyAsync (%zu bytes at %p) changed before the "
+                          "stream was synchronised (on a GPU the copy may read either contents)",
+                          at, c.bytes, (const void *)c.src);
+            changed++;
+        }
+    pending.clear();
+    return changed;
+}
+
 /* memcpy, not memmove: overlapping copies are undefined on the device too
  * (ASan reports them). */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t)
@@ -255,6 +327,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     }
     if (!good) return cudaErrorInvalidValue;
     memcpy(dst, src, bytes);
+    if (kind == cudaMemcpyHostToDevice && bytes && in_pinned(src, bytes))
+        pending.push_back({(const unsigned char *)src, bytes, fnv1a((const unsigned char *)src, bytes)});
     return cudaSuccess;
 }
 

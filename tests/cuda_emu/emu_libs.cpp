@@ -52,10 +52,14 @@ __attribute__((constructor)) static void emu_init(void)
     const char *mb = getenv("FB_EMU_MAX_BLOCKS");
     emu_max_blocks = mb && atoi(mb) > 0 ? (size_t)atoi(mb) : 4;
     emu_mse_blocks = emu_max_blocks;
+    /* FB_EMU_NO_PINNED=1: the driver grants no page-locked memory (host_alloc falls back to malloc) */
+    const char *np = getenv("FB_EMU_NO_PINNED");
+    if (np && np[0] == '1') emu_host_alloc_fail = 1 << 30;
 }
 
 __attribute__((destructor)) static void emu_fini(void)
 {
+    emu_pinned_check("exit");
     if (emu_violations) {
         printf("# emu: %ld API violation%s (see above)\n", emu_violations, emu_violations == 1 ? "" : "s");
         fflush(stdout);
@@ -142,7 +146,12 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
     return cudaSuccess;
 }
 
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { return s == &stream_tag ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaStreamSynchronize(cudaStream_t s)
+{
+    if (s != &stream_tag) return cudaErrorInvalidValue;
+    emu_pinned_check("cudaStreamSynchronize");
+    return cudaSuccess;
+}
 
 /* ---- shared helpers ---- */
 

@@ -42,6 +42,18 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s);
 cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s);
 cudaError_t cudaFreeAsync(void *p, cudaStream_t s);
+/* Page-locked host memory. On a GPU a copy from it runs later, on the
+ * stream; here it runs at once, so the emulation keeps a hash of every such
+ * source and emu_pinned_check (called where the stream is synchronised)
+ * reports one that changed before the synchronisation: a race on a GPU. */
+enum { cudaHostAllocDefault = 0 };
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void *p);
+extern int emu_host_alloc_fail;          /* the next N cudaHostAlloc calls fail */
+extern long emu_pinned_live;             /* cudaHostAlloc blocks not yet freed */
+/* Checks and forgets the pending copies from page-locked memory; returns how
+ * many sources had changed (each reported as a violation). */
+int emu_pinned_check(const char *at);
 
 void __syncthreads(void);
 int __syncthreads_or(int v);

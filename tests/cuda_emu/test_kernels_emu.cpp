@@ -870,6 +870,39 @@ static void t_mse_alloc_failure(void)
     expect_same("da", da, da0), expect_same("loss", loss, loss0);
 }
 
+/* The emulation's check of copies from page-locked memory (which run later
+ * on a GPU): a source rewritten before the synchronisation is reported, an
+ * unchanged or pageable one is not; a refused cudaHostAlloc returns NULL. */
+static void t_pinned_race(void)
+{
+    AT("cudaHostAlloc sources of cudaMemcpyAsync");
+    const long violations0 = emu_violations;
+    const size_t n = 1024, bytes = n * sizeof(float);
+    void *h = nullptr, *h2 = &h;
+    if (cudaHostAlloc(&h, bytes, cudaHostAllocDefault) != cudaSuccess || !h) {
+        fail("cudaHostAlloc failed");
+        return;
+    }
+    float *hf = (float *)h;
+    for (size_t i = 0; i < n; i++) hf[i] = (float)i;
+    gbuf<float> d(n);
+    std::vector<float> pageable(n, 1.0f);
+    cudaMemcpyAsync(d.p(), h, bytes, cudaMemcpyHostToDevice, nullptr);
+    cudaMemcpyAsync(d.p(), pageable.data(), bytes, cudaMemcpyHostToDevice, nullptr);
+    pageable[3] = 2.0f; /* pageable sources are read before the call returns: no race */
+    if (emu_pinned_check("t_pinned_race") != 0) fail("an unchanged page-locked source was reported");
+    cudaMemcpyAsync(d.p(), h, bytes, cudaMemcpyHostToDevice, nullptr);
+    hf[n - 1] = -1.0f;
+    printf("# (the report below is expected)\n");
+    if (emu_pinned_check("t_pinned_race") != 1) fail("a source rewritten before the synchronisation went unreported");
+    if (emu_pinned_check("t_pinned_race") != 0) fail("a checked copy was reported again");
+    emu_host_alloc_fail = 1;
+    if (cudaHostAlloc(&h2, 16, cudaHostAllocDefault) != cudaErrorMemoryAllocation || h2)
+        fail("a refused cudaHostAlloc did not return cudaErrorMemoryAllocation and NULL");
+    if (cudaFreeHost(h) != cudaSuccess || emu_pinned_live != 0) fail("cudaFreeHost left %ld blocks", emu_pinned_live);
+    emu_violations = violations0; /* the one expected report */
+}
+
 /* ---- the run ---- */
 
 struct test_case {
@@ -907,6 +940,7 @@ static const test_case RUNTIME_CASES[] = {
     {"failed backend (sticky error): every k_* is a no-op", t_sticky_error},
     {"nothing to do: no launch, nothing written", t_empty},
     {"k_mse: scratch allocation failure is reported, nothing written", t_mse_alloc_failure},
+    {"page-locked memory: a source rewritten before the synchronisation is reported", t_pinned_race},
 };
 
 struct config {

@@ -17,7 +17,9 @@
 #      --deterministic bit-identical reruns; fopm-tiny in tf32 and bf16
 #   4. ferbench bench --device cuda, fopm, batches 16/64/256, infer and
 #      train, fp32/tf32/bf16; the same with PyTorch eager (and
-#      torch.compile at batch 16) on the same GPU (bench/perf/gpu_peer.py)
+#      torch.compile at batch 16) on the same GPU (bench/perf/gpu_peer.py),
+#      both timing the same step: pinned inputs copied in, results copied
+#      out; then PyTorch with its inputs resident on the GPU, for reference
 #   4b/4c. per-op profile (profile.txt); compute-sanitizer memcheck of test_backend if time is left
 #   5. the issue's targets: fopm inference at batch 16 <= 1.0 ms/image,
 #      >= 2x PyTorch eager, peak <= 2.1 GB; training step >= 1.5x eager
@@ -207,6 +209,9 @@ else
     bench "pytorch compile tf32" 150 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch "$N0" \
         --mode both --precision tf32 --iters 10 --warmup 3 --compile
     sweep "$REST" 120 5
+    # for reference: PyTorch's model alone (inputs made on the GPU, nothing copied)
+    bench "pytorch resident tf32" 60 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm \
+        --batch "$N0" --mode both --precision tf32 --iters 10 --warmup 3 --inputs gpu
 fi
 say "benchmarks done at $(elapsed) s"
 
@@ -257,6 +262,8 @@ for p in fp32 tf32 bf16; do
         done
     done
 done
+r=$(grep '^bench device=cuda-pytorch-resident' "$BENCH")
+[ -n "$r" ] && say "PyTorch eager, inputs resident on the GPU (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
 c=$(grep '^bench device=cuda-pytorch-compile' "$BENCH")
 [ -n "$c" ] && say "torch.compile (tf32): $(echo "$c" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
 
