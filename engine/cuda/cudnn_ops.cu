@@ -308,20 +308,10 @@ static const uint16_t *to_bf16(backend *b, uint16_t **buf, size_t *cap, const fl
 
 static const float one = 1.0f, zero = 0.0f;
 
-/* y[n,oc,...] += bias[oc] (FP32). */
-static int add_bias(backend *b, const float *bias, shape4 ys, float *y)
-{
-    cudnn_state *d = DNN(b);
-    return set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, ys.c, 1, 1) &&
-           set_tensor(b, d->yd, CUDNN_DATA_FLOAT, ys.n, ys.c, ys.h, ys.w) &&
-           ok(b, cudnnAddTensor(d->h, &one, d->bd, bias, &one, d->yd, y), "cudnnAddTensor");
-}
-
 /* y = act(conv(x, w) + bias) (bias NULL: none; relu: ReLU), any precision,
- * the descriptors prepared here. In FP32 tensors, conv then cudnnAddTensor
- * then our ReLU; in BF16 the conv writes BF16 and one pass of ours casts it
- * back with the bias and the ReLU (k_bf16_epilogue: three passes over the
- * output saved). */
+ * the descriptors prepared here: the conv, then one pass of ours for bias
+ * and ReLU (k_bias_act, in place), or in BF16 for the cast back to FP32
+ * with them (k_bf16_epilogue). */
 static int conv_core(backend *b, const float *x, shape4 xs, const float *w, const float *bias, int relu, int oc,
                      int k, int stride, float *y)
 {
@@ -334,10 +324,9 @@ static int conv_core(backend *b, const float *x, shape4 xs, const float *w, cons
     if (!in_bf16(b, &e)) {
         if (!ok(b, cudnnConvolutionForward(d->h, &one, d->xd, x, d->wd, w, d->cd, algo, d->ws, d->ws_size, &zero,
                                            d->yd, y),
-                "cudnnConvolutionForward") ||
-            (bias && !add_bias(b, bias, ys, y)))
+                "cudnnConvolutionForward"))
             return 0;
-        if (relu) k_relu_fwd(b, y, ny, y);
+        k_bias_act(b, y, ys, bias, relu);
         return 1;
     }
     const uint16_t *bx = to_bf16(b, &d->bx, &d->bx_cap, x, shape4_numel(xs));

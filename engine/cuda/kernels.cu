@@ -789,20 +789,34 @@ static __global__ void acc_bf16_kernel(float *y, const uint16_t *x, size_t n)
     FOR_EACH(size_t, i, n) y[i] = __fadd_rn(y[i], bf2f(x[i]));
 }
 
-/* The epilogue of a BF16 convolution, in one pass instead of three (cast,
- * bias, ReLU): y[e] = act(float(x[e]) + bias[(e / hw) % c]) for y [N,C,H,W],
- * the sum rounded once as cudnnAddTensor's (bias NULL: + 0 skipped), act
- * relu_fwd's (v > 0 ? v : 0) or none. */
+/* A convolution's epilogue in one pass: y[e] = act(float(x[e]) + bias[(e /
+ * hw) % c]) for y [N,C,H,W], the sum rounded once (bias NULL: nothing
+ * added), act relu_fwd's (v > 0 ? v : 0) or none. x is the BF16 output of a
+ * BF16 convolution (cast, bias, ReLU: three passes saved) or the FP32 output
+ * itself, in place (bias and ReLU: one pass saved). */
+static __device__ __forceinline__ float as_float(float v) { return v; }
+static __device__ __forceinline__ float as_float(uint16_t h) { return bf2f(h); }
+template <typename I, typename T>
+static __device__ __forceinline__ void bias_act(const T *x, I hw, I c, const float *bias, int relu, I total,
+                                                float *y)
+{
+    FOR_EACH(I, e, total)
+    {
+        float v = as_float(x[e]);
+        if (bias) v = __fadd_rn(v, bias[(e / hw) % c]);
+        y[e] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
+}
 template <typename I>
 static __global__ void bf16_epilogue_kernel(const uint16_t *x, I hw, I c, const float *bias, int relu, I total,
                                             float *y)
 {
-    FOR_EACH(I, e, total)
-    {
-        float v = bf2f(x[e]);
-        if (bias) v = __fadd_rn(v, bias[(e / hw) % c]);
-        y[e] = relu ? (v > 0.0f ? v : 0.0f) : v;
-    }
+    bias_act<I>(x, hw, c, bias, relu, total, y);
+}
+template <typename I>
+static __global__ void bias_act_kernel(float *y, I hw, I c, const float *bias, int relu, I total)
+{
+    bias_act<I>(y, hw, c, bias, relu, total, y);
 }
 
 /* w [OC, per_oc] -> wf = w * scale[o], bf[o] = shift[o], with
@@ -856,6 +870,13 @@ void k_bf16_epilogue(backend *b, const uint16_t *x, shape4 ys, const float *bias
     size_t total = shape4_numel(ys), hw = (size_t)ys.h * (size_t)ys.w;
     if (skip(b, total)) return;
     LAUNCH_IDX(total, bf16_epilogue_kernel, grid_for(total), x, hw, (size_t)ys.c, bias, relu, total, y);
+}
+
+void k_bias_act(backend *b, float *y, shape4 ys, const float *bias, int relu)
+{
+    size_t total = shape4_numel(ys), hw = (size_t)ys.h * (size_t)ys.w;
+    if (skip(b, total) || (!bias && !relu)) return;
+    LAUNCH_IDX(total, bias_act_kernel, grid_for(total), y, hw, (size_t)ys.c, bias, relu, total);
 }
 
 void k_fold_bn(backend *b, const float *w, int oc, size_t per_oc, const float *gamma, const float *beta,

@@ -53,6 +53,8 @@ void k_acc_bf16(backend *b, float *y, const uint16_t *x, size_t n); /* y += floa
 /* y [N,C,H,W] = act(float(x) + bias[c]): a BF16 convolution's output cast
  * back, its bias (NULL: none) and ReLU (relu != 0) in one pass. */
 void k_bf16_epilogue(backend *b, const uint16_t *x, shape4 ys, const float *bias, int relu, float *y);
+/* The same in place on an FP32 output: y = act(y + bias[c]); nothing to do without bias and ReLU. */
+void k_bias_act(backend *b, float *y, shape4 ys, const float *bias, int relu);
 void k_fold_bn(backend *b, const float *w, int oc, size_t per_oc, const float *gamma, const float *beta,
                const float *mean, const float *var, float eps, float *wf, float *bf);
 

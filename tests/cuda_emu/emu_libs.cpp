@@ -974,41 +974,6 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha, c
     return CUDNN_STATUS_SUCCESS;
 }
 
-/* C = alpha A + beta C, A broadcast over each of its dimensions that is 1. */
-cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t ad, const void *A,
-                             const void *beta, cudnnTensorDescriptor_t cd, void *C)
-{
-    const char *api = "cudnnAddTensor";
-    if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
-    if (!float_tensor(api, "A", ad) || !float_tensor(api, "C", cd)) return CUDNN_STATUS_BAD_PARAM;
-    int da[4] = {ad->n, ad->c, ad->h, ad->w}, dc[4] = {cd->n, cd->c, cd->h, cd->w};
-    for (int i = 0; i < 4; i++)
-        if (da[i] != 1 && da[i] != dc[i]) {
-            emu_violation("%s: A [%d,%d,%d,%d] does not broadcast to C [%d,%d,%d,%d]", api, da[0], da[1], da[2],
-                          da[3], dc[0], dc[1], dc[2], dc[3]);
-            return CUDNN_STATUS_BAD_PARAM;
-        }
-    if (!device_operand(api, "A", A, elems(ad) * 4) || !device_operand(api, "C", C, elems(cd) * 4) ||
-        !no_overlap(api, "A", A, elems(ad) * 4, "C", C, elems(cd) * 4) || !emu_is_host(alpha, 4) ||
-        !emu_is_host(beta, 4))
-        return CUDNN_STATUS_BAD_PARAM;
-    const float al = *(const float *)alpha, be = *(const float *)beta;
-    float *c = (float *)C;
-    const float *a = (const float *)A;
-    for (int n = 0; n < dc[0]; n++)
-        for (int ch = 0; ch < dc[1]; ch++)
-            for (int y = 0; y < dc[2]; y++)
-                for (int x = 0; x < dc[3]; x++) {
-                    size_t ic = (((size_t)n * dc[1] + ch) * dc[2] + y) * dc[3] + x;
-                    size_t ia = ((((size_t)(da[0] == 1 ? 0 : n) * da[1] + (da[1] == 1 ? 0 : ch)) * da[2] +
-                                  (da[2] == 1 ? 0 : y)) *
-                                     da[3] +
-                                 (da[3] == 1 ? 0 : x));
-                    c[ic] = (float)((double)al * a[ia] + (be != 0 ? (double)be * c[ic] : 0.0));
-                }
-    return CUDNN_STATUS_SUCCESS;
-}
-
 /* ---- batch norm (spatial, FP32) ---- */
 
 /* x and y (dx, dy) shaped alike, the parameters [1,c,1,1], all FP32. */

@@ -705,8 +705,30 @@ static void t_acc_bf16(void)
     }
 }
 
-/* The BF16 convolution's epilogue: the three steps it replaces (cast,
- * cudnnAddTensor's y + bias, the CPU's relu_fwd), bit for bit. */
+/* A convolution's epilogue: the steps it replaces (the cast from BF16, y +
+ * bias rounded once, the CPU's relu_fwd), bit for bit; k_bias_act on FP32
+ * in place, k_bf16_epilogue from BF16. */
+static void t_bias_act(void)
+{
+    const shape4 S[] = {{1, 1, 1, 1}, {2, 3, 5, 7}, {3, 17, 9, 9}, {1, 300, 1, 1}};
+    for (const shape4 &ys : S)
+        for (int with_bias = 0; with_bias < 2; with_bias++)
+            for (int relu = 0; relu < 2; relu++) {
+                AT("y [%d,%d,%d,%d] bias %s relu %d", ys.n, ys.c, ys.h, ys.w, with_bias ? "on" : "NULL", relu);
+                size_t n = shape4_numel(ys), hw = (size_t)ys.h * ys.w;
+                auto y0 = with_specials(randv(n)), bias = with_finite_specials(randv((size_t)ys.c));
+                gbuf<float> e(y0), r(n);
+                unsigned long before = emu_launches;
+                k_bias_act(E, e.p(), ys, with_bias ? bias.data() : nullptr, relu);
+                if (!with_bias && !relu && emu_launches != before) fail("a launch with nothing to do");
+                std::vector<float> t(y0);
+                for (size_t i = 0; with_bias && i < n; i++) t[i] += bias[(i / hw) % (size_t)ys.c];
+                if (relu) relu_fwd(t.data(), n, r.p());
+                else std::copy(t.begin(), t.end(), r.p());
+                expect_same("y", e, r);
+            }
+}
+
 static void t_bf16_epilogue(void)
 {
     const shape4 S[] = {{1, 1, 1, 1}, {2, 3, 5, 7}, {3, 17, 9, 9}, {1, 300, 1, 1}};
@@ -718,7 +740,7 @@ static void t_bf16_epilogue(void)
                 std::vector<uint16_t> h(n);
                 for (auto &v : h) v = (uint16_t)rnd32(); /* every class: NaN, Inf, subnormals, -0 */
                 if (n > 2) h[0] = 0x8000u, h[1] = 0x7fc0u, h[2] = 0xff80u;
-                auto bias = with_specials(randv((size_t)ys.c));
+                auto bias = with_finite_specials(randv((size_t)ys.c)); /* one NaN per sum at most */
                 gbuf<float> e(n), r(n);
                 k_bf16_epilogue(E, h.data(), ys, with_bias ? bias.data() : nullptr, relu, e.p());
                 std::vector<float> t(n);
@@ -812,7 +834,7 @@ static void call_every_kernel(float *out, int32_t *iout, uint16_t *hout)
     k_adamw(E, out, in, out + 4, out + 8, mask, 4, &k);
     k_to_bf16(E, in, 4, hout), k_from_bf16(E, hin, 4, out), k_acc_bf16(E, out, hin, 4);
     k_fold_bn(E, in, 2, 2, in, in, in, in, 1e-5f, out, out + 4);
-    k_bf16_epilogue(E, hin, s, in, 1, out);
+    k_bf16_epilogue(E, hin, s, in, 1, out), k_bias_act(E, out, s, in, 1);
 }
 
 static void t_sticky_error(void)
@@ -852,7 +874,7 @@ static void t_empty(void)
     k_bias_add_rows(E, out.p(), in, 0, 4), k_bias_add_rows(E, out.p(), in, 4, 0);
     k_bias_grad_rows(E, in, 0, 4, out.p()), k_bias_grad_rows(E, in, 4, 4, NULL);
     k_fold_bn(E, in, 0, 4, in, in, in, in, 1e-5f, out.p(), out.p());
-    k_bf16_epilogue(E, (const uint16_t *)iout.p(), z, in, 1, out.p());
+    k_bf16_epilogue(E, (const uint16_t *)iout.p(), z, in, 1, out.p()), k_bias_act(E, out.p(), z, in, 1);
     if (emu_launches != before) fail("%lu kernels ran with nothing to do", emu_launches - before);
     expect_same("out", out, out0), expect_same("argmax", iout, iout0);
 }
@@ -933,6 +955,7 @@ static const test_case KERNEL_CASES[] = {
     {"k_to_bf16 (nearest even, NaN, Inf, overflow)", t_to_bf16},
     {"k_from_bf16", t_from_bf16},
     {"k_acc_bf16 (+=)", t_acc_bf16},
+    {"k_bias_act (bias, ReLU, in place)", t_bias_act},
     {"k_bf16_epilogue (cast, bias, ReLU)", t_bf16_epilogue},
     {"k_fold_bn", t_fold_bn},
 };

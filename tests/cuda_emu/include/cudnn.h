@@ -174,8 +174,6 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                                              cudnnFilterDescriptor_t dwd, void *dw);
 cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t dyd,
                                            const void *dy, const void *beta, cudnnTensorDescriptor_t dbd, void *db);
-cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t ad, const void *A,
-                             const void *beta, cudnnTensorDescriptor_t cd, void *C);
 
 cudnnStatus_t cudnnBatchNormalizationForwardTraining(
     cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha, const void *beta, cudnnTensorDescriptor_t xd,
