@@ -12,7 +12,7 @@
 #                    repository root) for the train/run workflow on the GPU
 # and are packed into gpu_bundle.tar.xz (~17 MB; the folder is ~60 MiB, near
 # the 64 MiB a device call carries). Then, with the `device` tool:
-#   run(command="sh tests/gpu/run.sh", carry=["gpu_bundle.tar.xz"], timeout_s=580)
+#   run(command="sh tests/gpu/run.sh", carry=["gpu_bundle.tar.xz"], timeout_s=480)
 # (run.sh unpacks it).
 set -eu
 cd "$(dirname "$0")/../.."
