@@ -57,7 +57,8 @@ struct backend {
      * does not wait for the stream, instead of a staged copy; plain memory on
      * the CPU, and wherever page-locking fails. Any host memory may be
      * uploaded; from this memory the upload reads it later, so it must stay
-     * unchanged until the next download() or sync(). Not zeroed. */
+     * unchanged until the next download() or sync(). Not zeroed. Free it
+ * before closing the backend (which frees what is left). */
     void *(*host_alloc)(backend *b, size_t bytes);
     void (*host_free)(backend *b, void *p);
     void (*upload)(backend *b, float *dst, const float *host, size_t floats);
