@@ -25,7 +25,7 @@
 #      >= 2x PyTorch eager, peak <= 2.1 GB; training step >= 1.5x eager
 # Files in $OUT: summary.txt (the verdicts), tests.txt (the TAP output),
 # bench.txt (every benchmark line), profile.txt (ferbench bench --profile: per-op
-# times of fopm at batch 16, fp32 and tf32).
+# times of fopm at batch 16, tf32, bf16 and fp32, as time allows).
 # DRYRUN=1 checks this script's plumbing on a machine without a GPU: the
 # CPU backend stands in for CUDA, fopm-tiny for fopm, small batches, and the
 # CPU PyTorch peer (engine_peer.py) for the GPU one; its verdicts mean
@@ -219,7 +219,7 @@ fi
 say "benchmarks done at $(elapsed) s"
 
 # ---- 4b. where our time goes: per-op profile of fopm at batch 16 (profile.txt) -----------
-for p in fp32 tf32; do
+for p in tf32 bf16 fp32; do # the precisions the targets are likeliest to be met in first
     secs=$(budget 60)
     [ "$secs" -gt 0 ] || { say "profile $p: skipped (the run's $LIMIT s were spent)"; continue; }
     prec=$([ "$DEV" = cpu ] && echo fp32 || echo "$p")
