@@ -408,8 +408,8 @@ void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc,
  * cudnnConvolutionBiasActivationForward (conv + bias + ReLU) in fp32/tf32;
  * without ReLU, in bf16, or where cuDNN will not fuse the chosen algorithm
  * (any status of the NOT_SUPPORTED or BAD_PARAM categories: remembered, not
- * retried), conv_core: in FP32 tensors conv, bias and ReLU as separate
- * calls, in BF16 the conv and one epilogue pass. */
+ * retried), conv_core: the conv, then bias and ReLU in one pass of ours
+ * (with the cast back from BF16 in bf16). */
 void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
                       const float *gamma, const float *beta, const float *mean, const float *var, float eps,
                       int relu, float *y)

@@ -190,14 +190,17 @@ cudaError_t cudaGetLastError(void)
 
 static std::map<uintptr_t, size_t> live; /* base -> bytes (allocation happens on the host thread only) */
 
-int emu_is_device(const void *p, size_t bytes)
+/* 1 when [p, p + bytes) lies inside one block of `blocks` (base -> bytes). */
+static int inside_one(const std::map<uintptr_t, size_t> &blocks, const void *p, size_t bytes)
 {
     uintptr_t a = (uintptr_t)p;
-    auto it = live.upper_bound(a);
-    if (it == live.begin()) return 0;
+    auto it = blocks.upper_bound(a);
+    if (it == blocks.begin()) return 0;
     --it;
     return a >= it->first && bytes <= it->second && a - it->first <= it->second - bytes;
 }
+
+int emu_is_device(const void *p, size_t bytes) { return inside_one(live, p, bytes); }
 
 int emu_is_host(const void *p, size_t bytes)
 {
@@ -261,16 +264,6 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
     return h;
 }
 
-/* 1 when [p, p + bytes) lies inside one page-locked block. */
-static int in_pinned(const void *p, size_t bytes)
-{
-    uintptr_t a = (uintptr_t)p;
-    auto it = pinned.upper_bound(a);
-    if (it == pinned.begin()) return 0;
-    --it;
-    return a >= it->first && bytes <= it->second && a - it->first <= it->second - bytes;
-}
-
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned)
 {
     *p = NULL;
@@ -327,7 +320,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     }
     if (!good) return cudaErrorInvalidValue;
     memcpy(dst, src, bytes);
-    if (kind == cudaMemcpyHostToDevice && bytes && in_pinned(src, bytes))
+    if (kind == cudaMemcpyHostToDevice && bytes && inside_one(pinned, src, bytes))
         pending.push_back({(const unsigned char *)src, bytes, fnv1a((const unsigned char *)src, bytes)});
     return cudaSuccess;
 }

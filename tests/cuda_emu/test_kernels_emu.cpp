@@ -48,6 +48,7 @@ extern "C" {
 #include <string.h>
 
 #include <algorithm>
+#include <functional>
 #include <vector>
 
 /* ---- the two backends ---- */
@@ -707,51 +708,57 @@ static void t_acc_bf16(void)
 
 /* A convolution's epilogue: the steps it replaces (the cast from BF16, y +
  * bias rounded once, the CPU's relu_fwd), bit for bit; k_bias_act on FP32
- * in place, k_bf16_epilogue from BF16. */
-static void t_bias_act(void)
+ * in place, k_bf16_epilogue from BF16. Each case runs on every shape, with
+ * and without bias (finite specials: one NaN per sum at most) and ReLU. */
+static void for_each_epilogue(const std::function<void(shape4, const float *bias, int relu)> &body)
 {
     const shape4 S[] = {{1, 1, 1, 1}, {2, 3, 5, 7}, {3, 17, 9, 9}, {1, 300, 1, 1}};
     for (const shape4 &ys : S)
         for (int with_bias = 0; with_bias < 2; with_bias++)
             for (int relu = 0; relu < 2; relu++) {
                 AT("y [%d,%d,%d,%d] bias %s relu %d", ys.n, ys.c, ys.h, ys.w, with_bias ? "on" : "NULL", relu);
-                size_t n = shape4_numel(ys), hw = (size_t)ys.h * ys.w;
-                auto y0 = with_specials(randv(n)), bias = with_finite_specials(randv((size_t)ys.c));
-                gbuf<float> e(y0), r(n);
-                unsigned long before = emu_launches;
-                k_bias_act(E, e.p(), ys, with_bias ? bias.data() : nullptr, relu);
-                if (!with_bias && !relu && emu_launches != before) fail("a launch with nothing to do");
-                std::vector<float> t(y0);
-                for (size_t i = 0; with_bias && i < n; i++) t[i] += bias[(i / hw) % (size_t)ys.c];
-                if (relu) relu_fwd(t.data(), n, r.p());
-                else std::copy(t.begin(), t.end(), r.p());
-                expect_same("y", e, r);
+                auto bias = with_finite_specials(randv((size_t)ys.c));
+                body(ys, with_bias ? bias.data() : nullptr, relu);
             }
+}
+
+/* r = act(t + bias[c]), as the unfused steps compute it */
+static void epilogue_ref(std::vector<float> t, shape4 ys, const float *bias, int relu, float *r)
+{
+    size_t n = t.size(), hw = (size_t)ys.h * ys.w;
+    for (size_t i = 0; bias && i < n; i++) t[i] += bias[(i / hw) % (size_t)ys.c];
+    if (relu) relu_fwd(t.data(), n, r);
+    else std::copy(t.begin(), t.end(), r);
+}
+
+static void t_bias_act(void)
+{
+    for_each_epilogue([](shape4 ys, const float *bias, int relu) {
+        size_t n = shape4_numel(ys);
+        auto y0 = with_specials(randv(n));
+        gbuf<float> e(y0), r(n);
+        unsigned long before = emu_launches;
+        k_bias_act(E, e.p(), ys, bias, relu);
+        if (!bias && !relu && emu_launches != before) fail("a launch with nothing to do");
+        epilogue_ref(y0, ys, bias, relu, r.p());
+        expect_same("y", e, r);
+    });
 }
 
 static void t_bf16_epilogue(void)
 {
-    const shape4 S[] = {{1, 1, 1, 1}, {2, 3, 5, 7}, {3, 17, 9, 9}, {1, 300, 1, 1}};
-    for (const shape4 &ys : S)
-        for (int with_bias = 0; with_bias < 2; with_bias++)
-            for (int relu = 0; relu < 2; relu++) {
-                AT("y [%d,%d,%d,%d] bias %s relu %d", ys.n, ys.c, ys.h, ys.w, with_bias ? "on" : "NULL", relu);
-                size_t n = shape4_numel(ys), hw = (size_t)ys.h * ys.w;
-                std::vector<uint16_t> h(n);
-                for (auto &v : h) v = (uint16_t)rnd32(); /* every class: NaN, Inf, subnormals, -0 */
-                if (n > 2) h[0] = 0x8000u, h[1] = 0x7fc0u, h[2] = 0xff80u;
-                auto bias = with_finite_specials(randv((size_t)ys.c)); /* one NaN per sum at most */
-                gbuf<float> e(n), r(n);
-                k_bf16_epilogue(E, h.data(), ys, with_bias ? bias.data() : nullptr, relu, e.p());
-                std::vector<float> t(n);
-                for (size_t i = 0; i < n; i++) {
-                    t[i] = bf2f(h[i]);
-                    if (with_bias) t[i] += bias[(i / hw) % (size_t)ys.c];
-                }
-                if (relu) relu_fwd(t.data(), n, r.p());
-                else std::copy(t.begin(), t.end(), r.p());
-                expect_same("y", e, r);
-            }
+    for_each_epilogue([](shape4 ys, const float *bias, int relu) {
+        size_t n = shape4_numel(ys);
+        std::vector<uint16_t> h(n);
+        for (auto &v : h) v = (uint16_t)rnd32(); /* every class: NaN, Inf, subnormals, -0 */
+        if (n > 2) h[0] = 0x8000u, h[1] = 0x7fc0u, h[2] = 0xff80u;
+        gbuf<float> e(n), r(n);
+        k_bf16_epilogue(E, h.data(), ys, bias, relu, e.p());
+        std::vector<float> t(n);
+        for (size_t i = 0; i < n; i++) t[i] = bf2f(h[i]);
+        epilogue_ref(t, ys, bias, relu, r.p());
+        expect_same("y", e, r);
+    });
 }
 
 /* ---- BN folding: kernels.cu's documented arithmetic, and batchnorm_fwd_eval ---- */
