@@ -54,6 +54,9 @@ backend *device_option(const cli_args *a)
         return NULL;
     }
     o.deterministic = cli_flag(a, "deterministic");
+    int graphs = cli_get_choice(a, "graphs", "off|on", 1);
+    if (graphs < 0) return NULL;
+    o.no_graphs = !graphs;
     if (threads_option(a, &o.threads)) return NULL;
     char err[512];
     backend *b = backend_open(dev, &o, err, sizeof err);

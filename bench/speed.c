@@ -50,12 +50,18 @@ static void print_profile(net *t, int train, int n, int iters)
  * CPU the process's peak RSS so far. A timed step ends
  * when its results are back on the host (logits; the losses for training),
  * so a device's asynchronous work is inside the time. */
-static void print_bench(backend *be, const char *cname, int train, int n, double med, long peak)
+static void print_bench(backend *be, net *t, const char *cname, int train, int n, double med, long peak)
 {
+    const char *gs = net_graphs_state(t);
+    if (!strncmp(gs, "failed", 6)) printf("# graphs %s\n", gs);
+    long rec, launched;
+    net_graph_counts(t, &rec, &launched);
     printf("bench device=%s threads=%d precision=%s deterministic=%d config=%s mode=%s batch=%d "
-           "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld desc=\"%s\"\n",
+           "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld graphs=%.*s graph_launches=%ld "
+           "desc=\"%s\"\n",
            be->name, be->opt.threads, precision_name(be->opt.prec), be->opt.deterministic, cname,
-           train ? "train" : "infer", n, med, 1000.0 * med / n, n / med, peak, be->desc);
+           train ? "train" : "infer", n, med, 1000.0 * med / n, n / med, peak, (int)strcspn(gs, ":"), gs, launched,
+           be->desc);
     fflush(stdout);
 }
 
@@ -86,7 +92,7 @@ static int time_mode(model_params *p, const char *cname, backend *be, int n, int
     const int total = profile ? 2 * iters : iters;
     for (int it = -warmup; it < total; it++) {
         if (it == iters) { /* the measurement is done: profiled repetitions follow */
-            print_bench(be, cname, train, n, median_of(ts, iters), (long)be->peak_bytes(be));
+            print_bench(be, t, cname, train, n, median_of(ts, iters), (long)be->peak_bytes(be));
             net_profile(t, 1);
         }
         double t0 = now_seconds();
@@ -101,7 +107,7 @@ static int time_mode(model_params *p, const char *cname, backend *be, int n, int
         if (train) be->sync(be); /* the step's AdamW */
         if (it >= 0 && it < iters) ts[it] = now_seconds() - t0;
     }
-    if (!profile) print_bench(be, cname, train, n, median_of(ts, iters), (long)be->peak_bytes(be));
+    if (!profile) print_bench(be, t, cname, train, n, median_of(ts, iters), (long)be->peak_bytes(be));
     else print_profile(t, train, n, iters);
     rc = 0;
 out:

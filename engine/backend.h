@@ -39,6 +39,7 @@ typedef struct {
     precision prec;
     int deterministic; /* only algorithms whose results do not vary between runs */
     int threads;       /* CPU: the ops' team size (<= 0: default) */
+    int no_graphs;     /* device: offer no graphs (capture_begin NULL): every pass runs op by op */
 } backend_options;
 
 typedef struct backend backend;
@@ -128,6 +129,26 @@ struct backend {
     void (*softmax_ce)(backend *b, const float *logits, int n, int k, const int32_t *labels, float scale,
                        float *dlogits, float *loss);
     void (*mse)(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss);
+
+    /* ---- graphs (CUDA graphs; NULL where the backend has none: the CPU) ----
+     * A pass that repeats exactly (the same calls with the same arguments)
+     * can be recorded once and launched again as one unit, which spares
+     * the host the work of issuing each call. Between capture_begin and
+     * capture_end the calls are recorded, NOT run: nothing may be uploaded,
+     * downloaded, synchronised, allocated or released then (such a call
+     * fails the recording). capture_begin returns 0, or -1 if recording is
+     * impossible now (then run the calls directly). capture_end returns the
+     * graph, or NULL when the recording failed: its error is then cleared
+     * (the backend is usable) and the caller runs the calls directly; what
+     * went wrong is in graph_note. A graph bakes in every pointer it was
+     * recorded with: launch it only while memory_epoch is unchanged. */
+    int (*capture_begin)(backend *b);
+    void *(*capture_end)(backend *b);
+    void (*graph_launch)(backend *b, void *graph); /* asynchronous, like any call */
+    void (*graph_free)(backend *b, void *graph);
+    char graph_note[256]; /* why the last recording failed ("" if none did) */
+    /* Changes whenever the backend allocates or releases device memory. */
+    unsigned long memory_epoch;
 
     /* ---- AdamW: optim.c's adamw_range with the coefficients k of one step
      * (adamw_coefs, rounded once on the host) over the flat buffers, on the

@@ -41,6 +41,7 @@ static float *cpu_alloc(backend *b, size_t n)
         p = calloc(n ? n : 1, sizeof(float));
     }
     if (!p) cx->failed = 1;
+    b->memory_epoch++;
     return p;
 }
 
@@ -52,7 +53,11 @@ static void aligned(backend *b, const void *p, const char *role)
     if (cx->staged && p && ((uintptr_t)p % STAGED_ALIGN) && !cx->misaligned[0])
         snprintf(cx->misaligned, sizeof cx->misaligned, "%s pointer not %d-byte aligned", role, STAGED_ALIGN);
 }
-static void cpu_release(backend *b, void *p) { (void)b, free(p); }
+static void cpu_release(backend *b, void *p)
+{
+    if (p) b->memory_epoch++;
+    free(p);
+}
 static void *cpu_host_alloc(backend *b, size_t bytes) { (void)b; return malloc(bytes ? bytes : 1); }
 static void cpu_host_free(backend *b, void *p) { (void)b, free(p); }
 static void cpu_upload(backend *b, float *d, const float *h, size_t n) { (void)b, memcpy(d, h, n * sizeof(float)); }

@@ -15,6 +15,7 @@
 #include "net.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,27 @@ typedef struct {
     int nbufs;
 } memplan;
 
+/* Graphs (backend.h): a forward (eval or training) or backward pass runs
+ * directly until it repeats, that is until it has the same print (a hash of
+ * the tape: every op, slot, shape and buffer pointer) as the last one of
+ * its kind with no device memory allocated or released since (the
+ * backend's memory_epoch). That repeat is recorded and launched as one
+ * graph, and later passes with the same print and epoch launch the graph
+ * again. Anything that moves a buffer (a new batch size, a new plan,
+ * validation between epochs) makes passes run directly until they repeat.
+ * A graph runs the same kernels on the same buffers in the same order as
+ * the direct pass, so results are bit for bit the same. */
+typedef struct {
+    void *graph;           /* the backend's recording, or NULL */
+    uint64_t print;        /* the pass it recorded */
+    unsigned long epoch;   /* the memory epoch it was recorded in */
+    uint64_t seen_print;   /* the last pass run directly */
+    unsigned long seen_epoch; /* the memory epoch after it */
+    int seen;
+} replay;
+enum { RP_EVAL, RP_TRAIN, RP_BACKWARD, RP_KINDS };
+enum { GRAPHS_ON, GRAPHS_OFF, GRAPHS_FAILED };
+
 struct net {
     model_params *p;
     backend *be;
@@ -115,6 +137,12 @@ struct net {
     int dry;     /* recording the tape without running it (slots get no memory) */
     int no_plan; /* net_memory_plan(t, 0): every tensor and gradient in memory of its own */
     int logits, occ, heat; /* output slots */
+    int quiet;   /* building the tape (slots get memory) without running its ops: is this pass a repeat? */
+    replay rp[RP_KINDS];
+    int graphs;  /* GRAPHS_ON, _OFF (net_graphs), _FAILED (a recording failed: graph_note says why) */
+    char graph_note[300]; /* "failed: " and the backend's graph_note */
+    uint64_t fwd_print; /* print of the current forward tape */
+    long graphs_recorded, graph_launches;
     profile prof;
     char err[256];
 };
@@ -193,7 +221,10 @@ static const buffer *plan_buffer(const memplan *mp, int n, int i)
 /* Releases mp's buffers and forgets the plan. */
 static void plan_drop(net *t, memplan *mp)
 {
-    for (int k = 0; k < mp->nbufs; k++) t->be->release(t->be, mp->bufs[k].data), mp->bufs[k] = (buffer){NULL, 0};
+    /* last to first: a pool that reuses the latest freed block of a size
+     * first then gives a new plan of the same sizes its old addresses,
+     * which net_parity's graphs check needs to show the memory epoch at work */
+    for (int k = mp->nbufs; k-- > 0;) t->be->release(t->be, mp->bufs[k].data), mp->bufs[k] = (buffer){NULL, 0};
     free(mp->slot);
     mp->slot = NULL;
     mp->len = mp->n = 0;
@@ -279,10 +310,11 @@ static size_t OFF(const net *t, const param_entry *e) { return t->off[e - t->p->
 static float *P(net *t, const param_entry *e) { return e ? t->w + OFF(t, e) : NULL; }
 
 /* A backend op of the forward pass; skipped in a dry run (which only records
- * the tape and the shapes, for the eval memory plan). */
-#define RUN(op, ...)                                     \
-    do {                                                 \
-        if (!t->dry) t->be->op(t->be, __VA_ARGS__);      \
+ * the tape and the shapes, for the eval memory plan) and in a quiet one
+ * (which also gives the slots their memory, to print the tape: graphs). */
+#define RUN(op, ...)                                              \
+    do {                                                          \
+        if (!t->dry && !t->quiet) t->be->op(t->be, __VA_ARGS__);  \
     } while (0)
 
 /* ---- forward ops: each returns its output slot (or -1 once failed) ------- */
@@ -570,6 +602,115 @@ static void run_forward(net *t, int x)
 
 static void release(net *t, void *buf) { t->be->release(t->be, buf); }
 
+/* ---- graphs (see `replay`) ------------------------------------------------ */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdull;
+}
+
+/* The forward tape: batch, mode, parameters, every slot's buffer and shape,
+ * every node. */
+static uint64_t tape_print(const net *t)
+{
+    uint64_t h = mix(mix(mix(0, (uint64_t)t->n), (uint64_t)t->train), (uint64_t)(uintptr_t)t->w);
+    for (int i = 0; i < t->nused; i++) {
+        const slot *sl = &t->slots[i];
+        h = mix(mix(h, (uint64_t)(uintptr_t)sl->data), sl->numel);
+        h = mix(mix(mix(mix(h, (uint64_t)sl->s.n), (uint64_t)sl->s.c), (uint64_t)sl->s.h), (uint64_t)sl->s.w);
+    }
+    for (int j = 0; j < t->nnodes; j++) {
+        const node *nd = &t->nodes[j];
+        const int f[] = {nd->k, nd->a, nd->b, nd->y, nd->aux, nd->stride, nd->q, nd->g, nd->relu};
+        for (size_t k = 0; k < sizeof f / sizeof *f; k++) h = mix(h, (uint64_t)(int64_t)f[k]);
+        h = mix(mix(h, (uint64_t)(uintptr_t)nd->w), (uint64_t)(uintptr_t)nd->bias);
+    }
+    return h;
+}
+
+/* The backward pass: the forward tape, the gradient buffers it starts from. */
+static uint64_t backward_print(const net *t)
+{
+    uint64_t h = mix(mix(mix(t->fwd_print, (uint64_t)(uintptr_t)t->grad), (uint64_t)(uintptr_t)t->tmp),
+                     (uint64_t)(uintptr_t)t->tmp2);
+    for (int i = 0; i < t->nused; i++)
+        h = mix(mix(h, (uint64_t)(uintptr_t)t->slots[i].grad), (uint64_t)t->slots[i].has_grad);
+    return h;
+}
+
+static int graphs_usable(const net *t)
+{
+    return t->graphs == GRAPHS_ON && t->be->capture_begin && !t->prof.on;
+}
+
+/* 2: launch r's graph; 1: record this pass (it repeats the last direct
+ * one); 0: run it directly. */
+static int replay_how(const net *t, const replay *r, uint64_t print)
+{
+    unsigned long ep = t->be->memory_epoch;
+    if (r->graph && r->print == print && r->epoch == ep) return 2;
+    return r->seen && r->seen_print == print && r->seen_epoch == ep;
+}
+
+static void replay_seen(net *t, replay *r, uint64_t print)
+{
+    r->seen = 1, r->seen_print = print, r->seen_epoch = t->be->memory_epoch;
+}
+
+/* Records pass(t) as r's graph and launches it; 1 done, 0 if the
+ * recording failed (nothing ran: the caller runs the pass directly; graphs
+ * stay off for this net, with the backend's reason in graph_note). */
+static int record(net *t, replay *r, uint64_t print, void (*pass)(net *t))
+{
+    backend *be = t->be;
+    void *g = NULL;
+    if (be->capture_begin(be) == 0) {
+        pass(t); /* recorded, not run */
+        g = be->capture_end(be);
+    }
+    if (!g || t->fail) {
+        if (g) be->graph_free(be, g);
+        t->fail = 0, t->err[0] = '\0';
+        t->graphs = GRAPHS_FAILED;
+        snprintf(t->graph_note, sizeof t->graph_note, "failed: %s",
+                 be->graph_note[0] ? be->graph_note : "no graph recorded");
+        return 0;
+    }
+    if (r->graph) be->graph_free(be, r->graph);
+    r->graph = g, r->print = print, r->epoch = be->memory_epoch;
+    t->graphs_recorded++;
+    t->graph_launches++;
+    be->graph_launch(be, g);
+    return 1;
+}
+
+static void graphs_drop(net *t)
+{
+    for (int k = 0; k < RP_KINDS; k++) {
+        if (t->rp[k].graph) t->be->graph_free(t->be, t->rp[k].graph);
+        memset(&t->rp[k], 0, sizeof t->rp[k]);
+    }
+}
+
+void net_graphs(net *t, int on)
+{
+    if (!on) graphs_drop(t);
+    if (t->graphs != GRAPHS_FAILED) t->graphs = on ? GRAPHS_ON : GRAPHS_OFF;
+}
+
+const char *net_graphs_state(net *t)
+{
+    if (!t->be->capture_begin) return "none";
+    if (t->graphs == GRAPHS_FAILED) return t->graph_note;
+    return t->graphs == GRAPHS_ON ? "on" : "off";
+}
+
+void net_graph_counts(const net *t, long *recorded, long *launched)
+{
+    *recorded = t->graphs_recorded, *launched = t->graph_launches;
+}
+
 /* The layout of the net's parameter-shaped buffers. On the CPU, p->data's
  * own (w is p->data). On a device each tensor starts on a 64-byte boundary:
  * p->data packs tensors with no gaps (a 1-float bias shifts every later one),
@@ -643,6 +784,7 @@ void net_free(net *t)
 {
     if (!t) return;
     if (t->be) {
+        graphs_drop(t);
         for (int i = 0; i < t->nslots; i++) {
             if (!t->slots[i].borrowed) release(t, t->slots[i].data);
             release_grad(t, &t->slots[i]);
@@ -807,6 +949,21 @@ void net_memory_plan(net *t, int on)
     plan_drop(t, &t->gplan);
 }
 
+/* Slot 0: the input x [n,3,S,S], the tape's first. */
+static int forward_slot0(net *t)
+{
+    const int S0 = t->p->cfg.size;
+    t->nused = t->nnodes = 0;
+    return slot_new(t, (shape4){t->n, 3, S0, S0});
+}
+
+/* The forward pass from slot 0 (the tape is rebuilt each time). */
+static void forward_pass(net *t)
+{
+    int xi = forward_slot0(t);
+    if (xi >= 0) run_forward(t, xi);
+}
+
 int net_forward(net *t, const float *x, int n, int train)
 {
     if (!t || !x || n <= 0) return -1;
@@ -818,23 +975,39 @@ int net_forward(net *t, const float *x, int n, int train)
     t->train = train;
     t->have_loss = 0;
     for (int k = 0; k < 3; k++) t->out[k].fresh = 0;
-    const int S0 = t->p->cfg.size;
     if (!train && !t->no_plan && !plan_serves(&t->eplan, n)) { /* first eval at this batch: dry run, plan */
         t->dry = 1;
-        t->nused = t->nnodes = 0;
-        run_forward(t, slot_new(t, (shape4){n, 3, S0, S0}));
+        forward_pass(t);
         t->dry = 0;
         if (!t->fail) make_eval_plan(t); /* (without a plan the forward below still runs, in slots of its own) */
         t->fail = 0;
         t->err[0] = '\0';
     }
-    t->nused = t->nnodes = 0;
-    int xi = slot_new(t, (shape4){n, 3, S0, S0});
-    if (xi < 0) return -1;
+    replay *r = &t->rp[train ? RP_TRAIN : RP_EVAL];
+    int how = 0;
+    if (graphs_usable(t)) { /* is this pass a repeat? the tape without its ops tells */
+        t->quiet = 1;
+        forward_pass(t);
+        t->quiet = 0;
+        if (!t->fail) how = replay_how(t, r, t->fwd_print = tape_print(t));
+    } else {
+        forward_slot0(t);
+    }
+    if (t->fail) {
+        ops_set_winograd(wg);
+        t->nnodes = 0;
+        return -1;
+    }
     prof_begin(t);
-    t->be->upload(t->be, D(t, xi), x, t->slots[xi].numel);
+    t->be->upload(t->be, D(t, 0), x, t->slots[0].numel);
     prof_charge(t, &t->prof.upload);
-    run_forward(t, xi);
+    if (how == 2) {
+        t->be->graph_launch(t->be, r->graph);
+        t->graph_launches++;
+    } else if (!(how == 1 && record(t, r, t->fwd_print, forward_pass))) {
+        forward_pass(t);
+        if (graphs_usable(t)) replay_seen(t, r, t->fwd_print);
+    }
     ops_set_winograd(wg);
     check_backend(t);
     if (t->fail) t->nnodes = 0;
@@ -1036,24 +1209,40 @@ static void backward_node(net *t, const node *nd, float *grad)
     if (nd->b >= 0) land(t, nd->b, db);
 }
 
-int net_backward(net *t, float *grad)
+/* The backward pass of the last loss into t->grad. */
+static void backward_pass(net *t)
 {
-    if (!t || !t->have_loss) return -1;
-    prof_begin(t);
-    if (!t->grad && grow(t, &t->grad, &(size_t){0}, t->total)) return -1;
     t->be->fill(t->be, t->grad, 0.0f, t->total);
-    /* Both temporaries (tmp2 also holds the BN+ReLU product) fit the largest slot. */
-    size_t big = 0;
-    for (int i = 0; i < t->nused; i++)
-        if (t->slots[i].numel > big) big = t->slots[i].numel;
-    if (grow(t, &t->tmp, &t->tmp_cap, big) || grow(t, &t->tmp2, &t->tmp2_cap, big)) return -1;
-    int wg = winograd_for(1);
     prof_charge(t, &t->prof.grad_setup);
     for (int i = t->nnodes - 1; i >= 0 && !t->fail; i--) {
         const node *nd = &t->nodes[i];
         if (!t->slots[nd->y].has_grad) continue; /* output does not reach the loss */
         backward_node(t, nd, t->grad);
         prof_charge(t, &t->prof.bwd[nd->k]);
+    }
+}
+
+int net_backward(net *t, float *grad)
+{
+    if (!t || !t->have_loss) return -1;
+    prof_begin(t);
+    if (!t->grad && grow(t, &t->grad, &(size_t){0}, t->total)) return -1;
+    /* Both temporaries (tmp2 also holds the BN+ReLU product) fit the largest slot. */
+    size_t big = 0;
+    for (int i = 0; i < t->nused; i++)
+        if (t->slots[i].numel > big) big = t->slots[i].numel;
+    if (grow(t, &t->tmp, &t->tmp_cap, big) || grow(t, &t->tmp2, &t->tmp2_cap, big)) return -1;
+    prof_charge(t, &t->prof.grad_setup);
+    int wg = winograd_for(1);
+    replay *r = &t->rp[RP_BACKWARD];
+    uint64_t print = graphs_usable(t) ? backward_print(t) : 0;
+    int how = graphs_usable(t) ? replay_how(t, r, print) : 0;
+    if (how == 2) {
+        t->be->graph_launch(t->be, r->graph);
+        t->graph_launches++;
+    } else if (!(how == 1 && record(t, r, print, backward_pass))) {
+        backward_pass(t);
+        if (graphs_usable(t)) replay_seen(t, r, print);
     }
     ops_set_winograd(wg);
     t->have_loss = 0; /* one backward per loss */

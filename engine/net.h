@@ -62,6 +62,19 @@ int net_forward(net *t, const float *x, int n, int train);
  * against). */
 void net_memory_plan(net *t, int on);
 
+/* Graphs (CUDA graphs, on backends that have them): a forward or backward
+ * pass that repeats the previous one of its kind exactly (same batch, same
+ * buffers, nothing allocated since) is recorded once and then launched as
+ * one unit, sparing the host the issue of each op; results are bit for bit
+ * those of direct runs. On by default; net_graphs(t, 0) turns them off (and
+ * frees the graphs). net_graphs_state: "on", "off", "none" (the backend has
+ * no graphs: the CPU, or --graphs off) or, once a recording has failed
+ * (passes then run directly), "failed: <why>". net_graph_counts: graphs
+ * recorded and launched so far. */
+void net_graphs(net *t, int on);
+const char *net_graphs_state(net *t);
+void net_graph_counts(const net *t, long *recorded, long *launched);
+
 /* Outputs of the last forward, readable on the host (a device's are
  * downloaded on the first call after each forward); NULL if that fails. */
 const float *net_logits(net *t); /* [n,7] */

@@ -199,6 +199,86 @@ done:
     return rc;
 }
 
+/* Graphs (net.h): one net with graphs and one without run the same
+ * schedule (eval forwards that repeat, a smaller batch, training steps with
+ * a validation forward between them, as ferbench train does) and must agree
+ * bit for bit after every pass; on a backend with graphs, some passes must
+ * have been recorded and launched. */
+static int graphs_check(backend *be, const workload *wl, const model_params *p0, char *msg, size_t msglen)
+{
+    const int n = wl->n, m = n > 1 ? n - 1 : 1;
+    const size_t nx = nx_of(wl), no = no_of(wl), nh = no * MODEL_LANDMARKS, total = p0->total;
+    model_params pa, pb;
+    model_params_init(&pa, &wl->cfg), model_params_init(&pb, &wl->cfg);
+    memcpy(pa.data, p0->data, total * sizeof(float)), memcpy(pb.data, p0->data, total * sizeof(float));
+    net *ta = net_create_on(&pa, be), *tb = net_create_on(&pb, be);
+    float *ga = malloc(total * sizeof(float)), *gb = malloc(total * sizeof(float));
+    adamw_config ac = adamw_paper();
+    ac.eps = STEP_EPS;
+    int same = ta && tb && ga && gb, passes = 0;
+    if (tb) net_graphs(tb, 0);
+#define BOTH(call_a, call_b) (same = same && !(call_a) && !(call_b))
+#define EQUAL(a, b, count) (same = same && (a) && (b) && !memcmp((a), (b), (count) * sizeof(float)))
+    /* eval: x0, x1, x0, x1 at n; x2 at m; x0, x1, x2 at n */
+    const int ev_x[] = {0, 1, 0, 1, 2, 0, 1, 2}, ev_n[] = {n, n, n, n, m, n, n, n};
+    for (int k = 0; k < 8 && same; k++, passes++) {
+        int b = ev_n[k];
+        const float *x = wl->x + (size_t)(ev_x[k] % (wl->steps + 1)) * nx;
+        BOTH(net_forward(ta, x, b, 0), net_forward(tb, x, b, 0));
+        EQUAL(net_logits(ta), net_logits(tb), (size_t)b * MODEL_CLASSES);
+        EQUAL(net_occ(ta), net_occ(tb), no / n * b);
+        EQUAL(net_heat(ta), net_heat(tb), nh / n * b);
+    }
+    /* the plans dropped and made again: new buffers, likely at the old
+     * addresses (the same print), so only the memory epoch tells that the
+     * recorded graph is stale */
+    for (int k = 0; k < 3 && same; k++, passes++) {
+        if (k == 0) { /* ta's new plan first: then the blocks it just freed are the latest */
+            net_memory_plan(ta, 0), net_memory_plan(ta, 1);
+            same = same && !net_forward(ta, wl->x, n, 0);
+            net_memory_plan(tb, 0), net_memory_plan(tb, 1);
+            same = same && !net_forward(tb, wl->x, n, 0);
+        } else {
+            BOTH(net_forward(ta, wl->x, n, 0), net_forward(tb, wl->x, n, 0));
+        }
+        EQUAL(net_logits(ta), net_logits(tb), (size_t)n * MODEL_CLASSES);
+        EQUAL(net_heat(ta), net_heat(tb), nh);
+    }
+    /* training: 7 steps on the workload's batches, a validation forward
+     * after the second (the two nets share the backend, so one's
+     * allocations also end the other's repeats: passes repeat from the
+     * fifth step on) */
+    for (int s = 0; s < 7 && same; s++, passes++) {
+        size_t k = (size_t)(s % (wl->steps + 1));
+        net_losses La, Lb;
+        BOTH(net_forward(ta, wl->x + k * nx, n, 1), net_forward(tb, wl->x + k * nx, n, 1));
+        BOTH(net_loss(ta, wl->ot + k * no, wl->ht + k * nh, wl->lab + k * n, &La),
+             net_loss(tb, wl->ot + k * no, wl->ht + k * nh, wl->lab + k * n, &Lb));
+        same = same && La.lp == Lb.lp && La.lm == Lb.lm && La.ld == Lb.ld;
+        BOTH(net_backward(ta, ga), net_backward(tb, gb));
+        EQUAL(ga, gb, total);
+        BOTH(net_step(ta, s + 1, ac.lr, &ac), net_step(tb, s + 1, ac.lr, &ac));
+        if (s == 1) {
+            BOTH(net_forward(ta, wl->x, m, 0), net_forward(tb, wl->x, m, 0));
+            EQUAL(net_logits(ta), net_logits(tb), (size_t)m * MODEL_CLASSES);
+        }
+    }
+    BOTH(net_params_get(ta), net_params_get(tb));
+    EQUAL(pa.data, pb.data, total);
+#undef BOTH
+#undef EQUAL
+    long rec = 0, launched = 0;
+    if (ta) net_graph_counts(ta, &rec, &launched);
+    const char *st = ta ? net_graphs_state(ta) : "no net";
+    int used = !strcmp(st, "none") || (rec >= 3 && launched > rec); /* eval, training forward, backward */
+    snprintf(msg, msglen, "%s after %d passes; graphs %s, %ld recorded, %ld launched", same ? "equal" : "DIFFERENT",
+             passes, st, rec, launched);
+    net_free(ta), net_free(tb);
+    free(ga), free(gb);
+    model_params_free(&pa), model_params_free(&pb);
+    return same && used;
+}
+
 static void result_free(result r[3])
 {
     for (int i = 0; i < 3; i++) free(r[i].logits), free(r[i].occ), free(r[i].heat), free(r[i].grad), free(r[i].weights);
@@ -248,7 +328,7 @@ int main(int argc, char **argv)
         printf("Bail out! bad --config/--batch/--steps\n");
         return 1;
     }
-    printf("1..%d\n", det ? 12 : 11);
+    printf("1..%d\n", det ? 13 : 12);
     char err[512];
     backend *be = backend_open(dev && *dev ? dev : "cpu", &o, err, sizeof err);
     if (!be) {
@@ -315,8 +395,9 @@ int main(int argc, char **argv)
      * a net without the plan gives, bit for bit. Bitwise comparisons need a
      * backend whose reruns are bit-identical: the CPU, or --deterministic. */
     if (!det && strncmp(be->name, "cpu", 3) != 0) {
-        static const char *what[3] = {"eval memory plan", "gradient memory plan", "eval plan serving a smaller batch"};
-        for (int k = 0; k < 3; k++)
+        static const char *what[4] = {"eval memory plan", "gradient memory plan", "eval plan serving a smaller batch",
+                                      "graphs"};
+        for (int k = 0; k < 4; k++)
             printf("ok %d - %s # SKIP bitwise, and %s is not deterministic: run with --deterministic\n", ++ntest,
                    what[k], be->desc);
     } else {
@@ -366,6 +447,9 @@ int main(int argc, char **argv)
         free(ga), free(gb);
         net_free(ta), net_free(tb);
         model_params_free(&pa), model_params_free(&pb);
+        char gm[200];
+        tap(graphs_check(be, &wl, &p0, gm, sizeof gm), "graphs: a net with graphs and one without agree bit for bit "
+                                                       "(%s)", gm);
     }
     const char *e = be->error(be);
     tap(!e, "backend error state clean%s%s", e ? ": " : "", e ? e : "");

@@ -691,6 +691,73 @@ static void test_host_alloc(void **state)
     assert_null(B->error(B));
 }
 
+/* ---- graphs: recorded calls run only when launched, and again at each
+ * launch on the buffers' current contents; a failed recording leaves the
+ * backend clean; memory_epoch moves with every allocation and release ---- */
+
+static void test_graphs(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    unsigned long ep = B->memory_epoch;
+    float *x = B->alloc(B, n), *y = B->alloc(B, n), *z = B->alloc(B, n);
+    assert_non_null(x), assert_non_null(y), assert_non_null(z);
+    assert_true(B->memory_epoch != ep);
+    float *h = malloc(n * sizeof *h), *got = malloc(n * sizeof *got), *want = malloc(n * sizeof *want);
+    assert_non_null(h), assert_non_null(got), assert_non_null(want);
+    if (!B->capture_begin) { /* the CPU: no graphs */
+        assert_null(B->capture_end), assert_null(B->graph_launch), assert_null(B->graph_free);
+    } else {
+        assert_non_null(B->capture_end), assert_non_null(B->graph_launch), assert_non_null(B->graph_free);
+        ep = B->memory_epoch;
+        assert_int_equal(B->capture_begin(B), 0);
+        B->relu_fwd(B, x, n, y);             /* y = relu(x) */
+        B->axpb(B, z, y, 2.0f, 1.0f, n);    /* z = 2 y + 1 */
+        void *g = B->capture_end(B);
+        assert_non_null(g);
+        assert_null(B->error(B));
+        assert_true(B->memory_epoch == ep); /* recording allocates nothing */
+        B->download(B, got, z, n);
+        for (size_t i = 0; i < n; i++) assert_true(got[i] == 0.0f); /* recorded, not run */
+        for (int round = 0; round < 2; round++) {
+            for (size_t i = 0; i < n; i++) {
+                h[i] = (float)((int)(i * 37 % 101) - 50) * (round ? -0.5f : 0.25f);
+                want[i] = 2.0f * (h[i] > 0 ? h[i] : 0.0f) + 1.0f;
+            }
+            B->upload(B, x, h, n);
+            B->graph_launch(B, g);
+            B->download(B, got, z, n);
+            assert_memory_equal(got, want, n * sizeof *got);
+        }
+        B->graph_free(B, g);
+        /* a recording that allocates fails, cleanly: no error left, nothing leaked, nothing run */
+        assert_int_equal(B->capture_begin(B), 0);
+        B->fill(B, z, 7.0f, n);
+        assert_null(B->alloc(B, 10));
+        B->release(B, y); /* released when the recording ends */
+        assert_null(B->capture_end(B));
+        assert_null(B->error(B));
+        assert_true(B->graph_note[0] != '\0');
+        printf("# a failed recording: %s\n", B->graph_note);
+        B->download(B, got, z, n);
+        assert_memory_equal(got, want, n * sizeof *got); /* the fill never ran */
+        y = NULL;
+        /* so do uploads and downloads while recording */
+        assert_int_equal(B->capture_begin(B), 0);
+        B->download(B, got, z, n);
+        assert_null(B->capture_end(B));
+        assert_null(B->error(B));
+        B->fill(B, z, 3.0f, n); /* and the backend works directly afterwards */
+        B->download(B, got, z, n);
+        for (size_t i = 0; i < n; i++) assert_true(got[i] == 3.0f);
+    }
+    ep = B->memory_epoch;
+    B->release(B, x), B->release(B, y), B->release(B, z);
+    assert_true(B->memory_epoch != ep);
+    free(h), free(got), free(want);
+    assert_null(B->error(B));
+}
+
 /* ---- after everything: no sticky error ---- */
 
 static void test_no_error(void **state)
@@ -764,7 +831,8 @@ int main(void)
         T(test_sigmoid),     T(test_maxpool2),       T(test_upsample2),  T(test_concat),
         T(test_quadrants),   T(test_mul_spatial),    T(test_mul_channel), T(test_avgpool_global),
         T(test_avgpool_block), T(test_linear),       T(test_softmax_ce), T(test_mse),
-        T(test_adamw),       T(test_host_alloc),     T(test_no_error),
+        T(test_adamw),       T(test_host_alloc),     T(test_graphs),
+        T(test_no_error),
     };
     int rc;
     if (open_backends() != 0) {

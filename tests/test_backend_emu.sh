@@ -48,8 +48,19 @@ done
 
 # Upload memory: the bench's inputs come from host_alloc; with the driver
 # refusing page-locked memory it falls back to malloc (and host_free knows).
-check "ferbench bench --device cuda, inference and a training step" "$FB" bench --device cuda --config fopm-tiny \
-    --batch 2 --mode both --iters 1 --warmup 0
+# warm-up 2: the first pass of each kind runs directly, the second is recorded as a graph, the timed ones launch it
+if "$FB" bench --device cuda --config fopm-tiny --batch 2 --mode both --iters 1 --warmup 2 >"$T/bench" 2>"$T/err" &&
+    [ "$(grep -c '^bench .* graphs=on graph_launches=[1-9]' "$T/bench")" = 2 ] && sane 0; then
+    ok "ferbench bench --device cuda, inference and a training step, replayed as graphs"
+else
+    nok "ferbench bench --device cuda with graphs" "$(cat "$T/bench")" "$(tail -n 5 "$T/err")"
+fi
+if "$FB" bench --device cuda --config fopm-tiny --batch 2 --mode infer --iters 1 --warmup 2 --graphs off >"$T/bench" \
+    2>"$T/err" && grep -q '^bench .* graphs=none graph_launches=0 ' "$T/bench" && sane 0; then
+    ok "ferbench bench --device cuda --graphs off: op by op"
+else
+    nok "ferbench bench --device cuda --graphs off" "$(cat "$T/bench")" "$(tail -n 5 "$T/err")"
+fi
 check "ferbench bench --device cuda, page-locked memory refused (malloc instead)" env FB_EMU_NO_PINNED=1 "$FB" bench \
     --device cuda --config fopm-tiny --batch 2 --mode both --iters 1 --warmup 0
 

@@ -29,6 +29,13 @@ int cu_check(backend *b, cudaError_t e, const char *what)
     return cu_fail(b, what, cudaGetErrorString(e));
 }
 
+int cu_capturing(backend *b, const char *what)
+{
+    if (!CX(b)->capturing) return 0;
+    cu_fail(b, what, "not allowed while a graph is being recorded");
+    return 1;
+}
+
 static int blas_ok(backend *b, cublasStatus_t s, const char *what)
 {
     if (s == CUBLAS_STATUS_SUCCESS) return 1;
@@ -73,7 +80,7 @@ static void untrack(cuda_ctx *cx, void *p)
 void *cu_malloc(backend *b, size_t bytes)
 {
     cuda_ctx *cx = CX(b);
-    if (cx->failed) return NULL;
+    if (cx->failed || cu_capturing(b, "an allocation")) return NULL;
     void *p = NULL;
     if (cu_check(b, cudaMallocAsync(&p, bytes ? bytes : 1, cx->stream), "cudaMallocAsync")) return NULL;
     if (track(cx, p, bytes)) {
@@ -81,6 +88,7 @@ void *cu_malloc(backend *b, size_t bytes)
         cu_fail(b, "allocation table", "out of host memory");
         return NULL;
     }
+    b->memory_epoch++;
     return p;
 }
 
@@ -88,7 +96,19 @@ void cu_free(backend *b, void *p)
 {
     if (!p) return;
     cuda_ctx *cx = CX(b);
+    if (cx->capturing) { /* freed when the recording ends (which this fails) */
+        cu_capturing(b, "a release");
+        if (cx->late_n == cx->late_cap) {
+            size_t nc = cx->late_cap ? 2 * cx->late_cap : 16;
+            void **nl = (void **)realloc(cx->late_free, nc * sizeof *nl);
+            if (!nl) return; /* (leaked: out of host memory) */
+            cx->late_free = nl, cx->late_cap = nc;
+        }
+        cx->late_free[cx->late_n++] = p;
+        return;
+    }
     untrack(cx, p);
+    b->memory_epoch++;
     cu_check(b, cudaFreeAsync(p, cx->stream), "cudaFreeAsync");
 }
 
@@ -96,7 +116,7 @@ void cu_trim(backend *b)
 {
     cudaMemPool_t pool;
     int dev = 0;
-    if (CX(b)->failed || cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize")) return;
+    if (CX(b)->failed || cu_capturing(b, "cu_trim") || cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize")) return;
     if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess)
         cudaMemPoolTrimTo(pool, 0);
     (void)cudaGetLastError(); /* trimming is only an offer */
@@ -146,22 +166,73 @@ static void cu_host_free(backend *b, void *p)
 
 static void cu_upload(backend *b, float *dst, const float *host, size_t n)
 {
-    if (CX(b)->failed || !n) return;
+    if (CX(b)->failed || !n || cu_capturing(b, "upload")) return;
     cu_check(b, cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, CX(b)->stream), "upload");
 }
 
 static void cu_sync(backend *b)
 {
-    if (CX(b)->failed) return;
+    if (CX(b)->failed || cu_capturing(b, "sync")) return;
     cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize");
 }
 
 static void cu_download(backend *b, float *host, const float *src, size_t n)
 {
-    if (CX(b)->failed || !n) return;
+    if (CX(b)->failed || !n || cu_capturing(b, "download")) return;
     if (!cu_check(b, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, CX(b)->stream),
                   "download"))
         cu_sync(b);
+}
+
+/* ---- graphs ---- */
+
+static int cu_capture_begin(backend *b)
+{
+    cuda_ctx *cx = CX(b);
+    if (cx->failed || cx->capturing) return -1;
+    cudaError_t e = cudaStreamBeginCapture(cx->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        snprintf(b->graph_note, sizeof b->graph_note, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+        return -1;
+    }
+    cx->capturing = 1;
+    b->graph_note[0] = '\0';
+    return 0;
+}
+
+static void *cu_capture_end(backend *b)
+{
+    cuda_ctx *cx = CX(b);
+    if (!cx->capturing) return NULL;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ex = NULL;
+    cudaError_t e = cudaStreamEndCapture(cx->stream, &g);
+    cx->capturing = 0;
+    if (!cx->failed && e == cudaSuccess && g) e = cudaGraphInstantiate(&ex, g, 0);
+    if (g) cudaGraphDestroy(g);
+    for (size_t i = 0; i < cx->late_n; i++) cu_free(b, cx->late_free[i]);
+    cx->late_n = 0;
+    if (!cx->failed && e == cudaSuccess && ex) return ex;
+    /* the recording failed, not the backend: note why, clear the error */
+    snprintf(b->graph_note, sizeof b->graph_note, "%s", cx->failed ? cx->err : cudaGetErrorString(e));
+    if (ex) cudaGraphExecDestroy(ex);
+    (void)cudaGetLastError();
+    cx->failed = 0;
+    cx->err[0] = '\0';
+    return NULL;
+}
+
+static void cu_graph_launch(backend *b, void *graph)
+{
+    if (CX(b)->failed) return;
+    cu_check(b, cudaGraphLaunch((cudaGraphExec_t)graph, CX(b)->stream), "cudaGraphLaunch");
+}
+
+static void cu_graph_free(backend *b, void *graph)
+{
+    (void)b;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
 static const char *cu_error(backend *b) { return CX(b)->failed ? CX(b)->err : NULL; }
@@ -184,12 +255,18 @@ static void cu_destroy(backend *b)
         }
         for (size_t i = 0; i < cx->pinned_n; i++) cudaFreeHost(cx->pinned[i]);
         free(cx->pinned);
+        free(cx->late_free);
         free(cx->keys);
         free(cx->sizes);
         free(cx);
     }
     free(b);
 }
+
+/* cuBLAS's workspace: ours (set after cublasSetStream, which resets it), so
+ * that cuBLAS never allocates one while a graph is being recorded. The
+ * linear layers are small; 4 MiB is cuBLAS's recommendation before Hopper. */
+#define BLAS_WORKSPACE ((size_t)4 << 20)
 
 /* ---- linear layers: row-major x [n,in], w [out,in], y [n,out] seen by
  * column-major cuBLAS as x^T, w^T, y^T ---- */
@@ -232,6 +309,10 @@ static void fill_table(backend *b)
     b->sync = cu_sync, b->error = cu_error, b->bytes_in_use = cu_bytes, b->peak_bytes = cu_peak;
     b->reset_peak = cu_reset_peak;
     b->destroy = cu_destroy;
+    if (!b->opt.no_graphs) {
+        b->capture_begin = cu_capture_begin, b->capture_end = cu_capture_end;
+        b->graph_launch = cu_graph_launch, b->graph_free = cu_graph_free;
+    }
     b->fill = k_fill, b->copy = k_copy, b->acc = k_acc, b->add = k_add, b->axpb = k_axpb;
     b->conv2d_fwd = dnn_conv_fwd, b->conv2d_bwd = dnn_conv_bwd, b->conv2d_bn_eval = dnn_conv_bn_eval;
     b->bn_fwd_train = dnn_bn_fwd_train, b->bn_fwd_eval = dnn_bn_fwd_eval, b->bn_bwd = dnn_bn_bwd;
@@ -293,7 +374,9 @@ extern "C" backend *fb_backend_cuda_create(const backend_options *opt, char *err
         blas_ok(b, cublasCreate(&cx->blas), "cublasCreate") &&
         blas_ok(b, cublasSetStream(cx->blas, cx->stream), "cublasSetStream") &&
         blas_ok(b, cublasSetMathMode(cx->blas, opt->prec == PREC_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_TF32_TENSOR_OP_MATH),
-                "cublasSetMathMode"))
+                "cublasSetMathMode") &&
+        (cx->blas_ws = cu_malloc(b, BLAS_WORKSPACE)) &&
+        blas_ok(b, cublasSetWorkspace(cx->blas, cx->blas_ws, BLAS_WORKSPACE), "cublasSetWorkspace"))
         dnn_create(b);
     if (cx->failed) {
         snprintf(err, errlen, "cuda:%d: %s", opt->device, cx->err);

@@ -37,10 +37,19 @@ typedef struct {
     /* host_alloc's page-locked blocks (others came from malloc) */
     void **pinned;
     size_t pinned_n, pinned_cap;
+    /* graph capture: on while recording; releases asked for meanwhile wait
+     * for its end (they fail the recording, which must not free what it uses) */
+    int capturing;
+    void **late_free;
+    size_t late_n, late_cap;
+    void *blas_ws; /* cuBLAS's workspace, ours so that a recording never allocates one */
 } cuda_ctx;
 
 static inline cuda_ctx *CX(backend *b) { return (cuda_ctx *)b->ctx; }
 
+/* 1 (with the recording failed) when a graph is being recorded: for the
+ * calls that must not be made then (what: the call). */
+int cu_capturing(backend *b, const char *what);
 /* Records the first error (sticky); returns 1 if this call failed. */
 int cu_fail(backend *b, const char *what, const char *detail);
 int cu_check(backend *b, cudaError_t e, const char *what);

@@ -21,6 +21,7 @@
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define EMU_ASAN 1
 #else
@@ -143,12 +144,8 @@ void scheduler::entry(void)
 
 } // namespace
 
-void emu_launch(const char *name, unsigned grid, unsigned threads, std::function<void()> body)
+static void run_blocks(const char *name, unsigned grid, unsigned threads, const std::function<void()> &body)
 {
-    if (grid == 0 || grid > 0x7fffffffu || threads == 0 || threads > 1024) {
-        last_error = cudaErrorInvalidConfiguration;
-        return;
-    }
     emu_launches++;
     blockDim = {threads, 1, 1};
     gridDim = {grid, 1, 1};
@@ -162,6 +159,16 @@ void emu_launch(const char *name, unsigned grid, unsigned threads, std::function
             _exit(2);
         }
     }
+}
+
+void emu_launch(const char *name, unsigned grid, unsigned threads, std::function<void()> body)
+{
+    if (grid == 0 || grid > 0x7fffffffu || threads == 0 || threads > 1024) {
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    cudaError_t e = emu_stream_do(name, [=] { run_blocks(name, grid, threads, body); });
+    if (e != cudaSuccess) last_error = e;
 }
 
 void __syncthreads(void) { sched.yield(AT_BARRIER); }
@@ -241,7 +248,108 @@ static int host_ok(const void *p, size_t bytes, const char *what)
 cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
 {
     if (!dev_ok(p, bytes, "cudaMemsetAsync")) return cudaErrorInvalidValue;
-    memset(p, v, bytes);
+    return emu_stream_do("cudaMemsetAsync", [=] { memset(p, v, bytes); });
+}
+
+/* ---- stream capture ---- */
+
+long emu_graphs_live;
+unsigned long emu_graph_launches;
+static std::map<uintptr_t, unsigned long> serial; /* live allocation -> its number (which allocation it is) */
+static unsigned long next_serial;
+
+struct emu_graph {
+    std::vector<std::pair<const char *, std::function<void()>>> work;
+    std::map<uintptr_t, unsigned long> allocs; /* the live allocations when it was recorded */
+};
+struct emu_graph_exec {
+    emu_graph g;
+};
+enum { NOT_CAPTURING, CAPTURING, INVALIDATED };
+static int capture_state;
+static emu_graph *recording;
+
+cudaError_t emu_stream_do(const char *what, std::function<void()> work)
+{
+    if (capture_state == INVALIDATED) return cudaErrorStreamCaptureInvalidated;
+    if (capture_state == CAPTURING) recording->work.emplace_back(what, std::move(work));
+    else work();
+    return cudaSuccess;
+}
+
+cudaError_t emu_capture_forbids(const char *)
+{
+    if (capture_state == NOT_CAPTURING) return cudaSuccess;
+    cudaError_t e = capture_state == CAPTURING ? cudaErrorStreamCaptureUnsupported : cudaErrorStreamCaptureInvalidated;
+    capture_state = INVALIDATED;
+    return e;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode)
+{
+    if (capture_state != NOT_CAPTURING) return cudaErrorInvalidValue;
+    recording = new emu_graph;
+    emu_graphs_live++;
+    capture_state = CAPTURING;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t *g)
+{
+    if (capture_state == NOT_CAPTURING) return cudaErrorInvalidValue;
+    int good = capture_state == CAPTURING;
+    capture_state = NOT_CAPTURING;
+    *g = NULL;
+    if (!good) {
+        delete recording;
+        emu_graphs_live--;
+        recording = NULL;
+        return cudaErrorStreamCaptureInvalidated;
+    }
+    recording->allocs = serial;
+    *g = recording;
+    recording = NULL;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long)
+{
+    if (!g) return cudaErrorInvalidValue;
+    *e = new emu_graph_exec{*g};
+    emu_graphs_live++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
+{
+    if (!e) return cudaErrorInvalidValue;
+    if (capture_state != NOT_CAPTURING) return emu_capture_forbids("cudaGraphLaunch"); /* (CUDA would nest it) */
+    for (const auto &a : e->g.allocs) {
+        auto it = serial.find(a.first);
+        if (it == serial.end() || it->second != a.second) {
+            emu_violation("cudaGraphLaunch: the device allocation at %p, live when the graph was recorded, has "
+                          "been freed since (the graph may use it); not launched", (void *)a.first);
+            return cudaErrorInvalidValue;
+        }
+    }
+    emu_graph_launches++;
+    for (const auto &w : e->g.work) w.second();
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e)
+{
+    if (!e) return cudaErrorInvalidValue;
+    delete e;
+    emu_graphs_live--;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t g)
+{
+    if (!g) return cudaErrorInvalidValue;
+    delete g;
+    emu_graphs_live--;
     return cudaSuccess;
 }
 
@@ -267,6 +375,7 @@ static uint64_t fnv1a(const unsigned char *p, size_t n)
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned)
 {
     *p = NULL;
+    if (cudaError_t e = emu_capture_forbids("cudaHostAlloc")) return e;
     if (emu_host_alloc_fail > 0) {
         emu_host_alloc_fail--;
         return cudaErrorMemoryAllocation;
@@ -281,6 +390,7 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned)
 cudaError_t cudaFreeHost(void *p)
 {
     if (!p) return cudaSuccess;
+    if (cudaError_t e = emu_capture_forbids("cudaFreeHost")) return e;
     auto it = pinned.find((uintptr_t)p);
     if (it == pinned.end()) {
         emu_violation("cudaFreeHost(%p): not a live cudaHostAlloc block", p);
@@ -319,22 +429,81 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     default: good = !emu_strict; break;
     }
     if (!good) return cudaErrorInvalidValue;
+    if (kind == cudaMemcpyDeviceToDevice) return emu_stream_do("cudaMemcpyAsync", [=] { memcpy(dst, src, bytes); });
+    if (cudaError_t e = emu_capture_forbids("cudaMemcpyAsync to or from the host")) return e;
     memcpy(dst, src, bytes);
     if (kind == cudaMemcpyHostToDevice && bytes && inside_one(pinned, src, bytes))
         pending.push_back({(const unsigned char *)src, bytes, fnv1a((const unsigned char *)src, bytes)});
     return cudaSuccess;
 }
 
+/* Freed blocks are kept and handed out again, oldest first among those of
+ * the same size, as the stream-ordered pool of a GPU reuses addresses: a
+ * buffer released and allocated again (a new memory plan) may well get its
+ * old address back, which a recorded graph cannot tell from the original.
+ * The latest freed block of the size is reused first (as a pool would, hot
+ * in cache).
+ * Under ASan a kept block is poisoned, so a use after free still shows. */
+/* bytes -> block; never destroyed, as emu_trim runs in a destructor at exit */
+static std::multimap<size_t, void *> &kept = *new std::multimap<size_t, void *>;
+static size_t kept_bytes;
+enum { KEEP_MAX = 64 << 20 };
+
+static void *reuse(size_t bytes)
+{
+    auto range = kept.equal_range(bytes);
+    if (range.first == range.second) return nullptr;
+    auto it = std::prev(range.second); /* the last of its size: the latest freed */
+    void *p = it->second;
+    kept.erase(it);
+    kept_bytes -= bytes;
+#if EMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+#endif
+    return p;
+}
+
+static void keep_or_free(void *p, size_t bytes)
+{
+    if (kept_bytes + bytes > KEEP_MAX) {
+        free(p);
+        return;
+    }
+#if EMU_ASAN
+    ASAN_POISON_MEMORY_REGION(p, bytes);
+#endif
+    kept.emplace(bytes, p);
+    kept_bytes += bytes;
+}
+
+void emu_trim(void)
+{
+    for (auto &k : kept) {
+#if EMU_ASAN
+        ASAN_UNPOISON_MEMORY_REGION(k.second, k.first);
+#endif
+        free(k.second);
+    }
+    kept.clear();
+    kept_bytes = 0;
+}
+
 /* emu_malloc_fail: the next allocation fails (the test of k_mse's error path). */
 cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t)
 {
+    if (cudaError_t e = emu_capture_forbids("cudaMallocAsync")) {
+        *p = NULL;
+        return e;
+    }
     if (emu_malloc_fail) {
         emu_malloc_fail = 0;
         *p = NULL;
         return cudaErrorMemoryAllocation;
     }
-    if (!(*p = malloc(bytes ? bytes : 1))) return cudaErrorMemoryAllocation;
-    live[(uintptr_t)*p] = bytes ? bytes : 1;
+    if (!bytes) bytes = 1;
+    if (!(*p = reuse(bytes)) && !(*p = malloc(bytes))) return cudaErrorMemoryAllocation;
+    live[(uintptr_t)*p] = bytes;
+    serial[(uintptr_t)*p] = ++next_serial;
     emu_live_allocs++;
     return cudaSuccess;
 }
@@ -342,13 +511,16 @@ cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t)
 cudaError_t cudaFreeAsync(void *p, cudaStream_t)
 {
     if (!p) return cudaSuccess;
+    if (cudaError_t e = emu_capture_forbids("cudaFreeAsync")) return e;
     auto it = live.find((uintptr_t)p);
     if (it == live.end()) {
         emu_violation("cudaFreeAsync(%p): not a live allocation (double free, or not from cudaMallocAsync)", p);
         return cudaErrorInvalidValue;
     }
+    size_t bytes = it->second;
     live.erase(it);
+    serial.erase((uintptr_t)p);
     emu_live_allocs--;
-    free(p);
+    keep_or_free(p, bytes);
     return cudaSuccess;
 }

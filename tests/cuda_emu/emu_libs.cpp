@@ -60,6 +60,7 @@ __attribute__((constructor)) static void emu_init(void)
 __attribute__((destructor)) static void emu_fini(void)
 {
     emu_pinned_check("exit");
+    emu_trim();
     if (emu_violations) {
         printf("# emu: %ld API violation%s (see above)\n", emu_violations, emu_violations == 1 ? "" : "s");
         fflush(stdout);
@@ -85,6 +86,8 @@ const char *cudaGetErrorString(cudaError_t e)
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     default: return "unknown error";
     }
 }
@@ -129,7 +132,12 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr, void *v
     return pool == &pool_tag && value ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t) { return pool == &pool_tag ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t)
+{
+    if (pool != &pool_tag) return cudaErrorInvalidValue;
+    emu_trim();
+    return cudaSuccess;
+}
 
 static int live_streams;
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned)
@@ -149,6 +157,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
     if (s != &stream_tag) return cudaErrorInvalidValue;
+    if (cudaError_t e = emu_capture_forbids("cudaStreamSynchronize")) return e;
     emu_pinned_check("cudaStreamSynchronize");
     return cudaSuccess;
 }
@@ -215,6 +224,7 @@ static int no_overlap(const char *api, const char *a, const void *pa, size_t na,
 struct emu_cublas {
     cudaStream_t stream;
     cublasMath_t math;
+    void *ws; /* cublasSetWorkspace's (cublasSetStream forgets it, as cuBLAS does) */
 };
 
 cublasStatus_t cublasCreate(cublasHandle_t *h)
@@ -236,6 +246,15 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
 {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     h->stream = s;
+    h->ws = NULL;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *ws, size_t bytes)
+{
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (bytes && !device_operand("cublasSetWorkspace", "workspace", ws, bytes)) return CUBLAS_STATUS_INVALID_VALUE;
+    h->ws = bytes ? ws : NULL;
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -272,8 +291,11 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
     if (!device_operand(api, "A", A, na) || !device_operand(api, "B", B, nb) || !device_operand(api, "C", C, nc) ||
         !no_overlap(api, "A", A, na, "C", C, nc) || !no_overlap(api, "B", B, nb, "C", C, nc))
         return CUBLAS_STATUS_INVALID_VALUE;
+    /* without a workspace of the caller's, cuBLAS allocates one while capturing */
+    if (!h->ws && emu_capture_forbids("cublasSgemm without cublasSetWorkspace")) return CUBLAS_STATUS_EXECUTION_FAILED;
     const int tf32 = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
     const double al = *alpha, be = *beta;
+    cudaError_t e = emu_stream_do(api, [=] {
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             double s = 0;
@@ -286,7 +308,8 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
             float *c = &C[i + (size_t)j * ldc];
             *c = (float)(al * s + (be != 0 ? be * *c : 0.0));
         }
-    return CUBLAS_STATUS_SUCCESS;
+    });
+    return e ? CUBLAS_STATUS_EXECUTION_FAILED : CUBLAS_STATUS_SUCCESS;
 }
 
 /* ---- cuDNN: handles and descriptors ---- */
@@ -315,6 +338,14 @@ struct emu_act {
     int set;
     cudnnActivationMode_t mode;
 };
+
+/* A call's work on the stream: run now, or recorded into the graph being
+ * captured (inputs, descriptors and host scalars are read at the call, as
+ * cuDNN reads them). */
+static cudnnStatus_t run(const char *api, std::function<void()> work)
+{
+    return emu_stream_do(api, std::move(work)) ? CUDNN_STATUS_EXECUTION_FAILED : CUDNN_STATUS_SUCCESS;
+}
 
 const char *cudnnGetErrorString(cudnnStatus_t s)
 {
@@ -809,9 +840,11 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, cudnnT
     cudnnStatus_t st = exec_checks(api, FWD, algo, g, cd->math, ws, ws_bytes, x, x_elems(g), w, w_elems(g), y,
                                    y_elems(g), alpha, beta, &a);
     if (st) return st;
-    std::vector<double> r = conv_forward(g, load_all(x, x_elems(g), g.type, g.tf32), load_all(w, w_elems(g), g.type, g.tf32));
-    store_all(y, r, g.type, *(const float *)alpha, *(const float *)beta, a->det);
-    return CUDNN_STATUS_SUCCESS;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    return run(api, [=] {
+        std::vector<double> r = conv_forward(g, load_all(x, x_elems(g), g.type, g.tf32), load_all(w, w_elems(g), g.type, g.tf32));
+        store_all(y, r, g.type, al, be, a->det);
+    });
 }
 
 /* y = act(alpha1 conv(x, w) + alpha2 z + bias): cuDNN's rules: ReLU or
@@ -856,15 +889,17 @@ cudnnStatus_t cudnnConvolutionBiasActivationForward(
     if (!device_operand(api, "bias", bias, (size_t)g.k * es) ||
         (*(const float *)alpha2 != 0 && !device_operand(api, "z", z, y_elems(g) * es)))
         return CUDNN_STATUS_BAD_PARAM;
-    std::vector<double> r = conv_forward(g, load_all(x, x_elems(g), g.type, g.tf32), load_all(w, w_elems(g), g.type, g.tf32));
     const double a1 = *(const float *)alpha1, a2 = *(const float *)alpha2;
-    size_t plane = (size_t)g.oh * g.ow;
-    for (size_t i = 0; i < r.size(); i++) {
-        double v = a1 * r[i] + (a2 != 0 ? a2 * load(z, i, g.type, 0) : 0.0) + load(bias, (i / plane) % g.k, g.type, 0);
-        r[i] = act->mode == CUDNN_ACTIVATION_RELU && v < 0 ? 0.0 : v;
-    }
-    store_all(y, r, g.type, 1.0f, 0.0f, a->det);
-    return CUDNN_STATUS_SUCCESS;
+    const int relu = act->mode == CUDNN_ACTIVATION_RELU;
+    return run(api, [=] {
+        std::vector<double> r = conv_forward(g, load_all(x, x_elems(g), g.type, g.tf32), load_all(w, w_elems(g), g.type, g.tf32));
+        size_t plane = (size_t)g.oh * g.ow;
+        for (size_t i = 0; i < r.size(); i++) {
+            double v = a1 * r[i] + (a2 != 0 ? a2 * load(z, i, g.type, 0) : 0.0) + load(bias, (i / plane) % g.k, g.type, 0);
+            r[i] = relu && v < 0 ? 0.0 : v;
+        }
+        store_all(y, r, g.type, 1.0f, 0.0f, a->det);
+    });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, cudnnFilterDescriptor_t wd,
@@ -881,6 +916,8 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
     cudnnStatus_t st = exec_checks(api, BWD_DATA, algo, g, cd->math, ws, ws_bytes, w, w_elems(g), dy, y_elems(g), dx,
                                    x_elems(g), alpha, beta, &a);
     if (st) return st;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    return run(api, [=] {
     std::vector<double> wv = load_all(w, w_elems(g), g.type, g.tf32), dyv = load_all(dy, y_elems(g), g.type, g.tf32);
     std::vector<double> r(x_elems(g), 0.0);
     for (int n = 0; n < g.n; n++)
@@ -899,8 +936,8 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
                     }
             }
         }
-    store_all(dx, r, g.type, *(const float *)alpha, *(const float *)beta, a->det);
-    return CUDNN_STATUS_SUCCESS;
+    store_all(dx, r, g.type, al, be, a->det);
+    });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t xd,
@@ -917,6 +954,8 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
     cudnnStatus_t st = exec_checks(api, BWD_FILTER, algo, g, cd->math, ws, ws_bytes, x, x_elems(g), dy, y_elems(g),
                                    dw, w_elems(g), alpha, beta, &a);
     if (st) return st;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    return run(api, [=] {
     std::vector<double> xv = load_all(x, x_elems(g), g.type, g.tf32), dyv = load_all(dy, y_elems(g), g.type, g.tf32);
     std::vector<double> r(w_elems(g), 0.0);
     for (int n = 0; n < g.n; n++)
@@ -936,8 +975,8 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
                     }
             }
         }
-    store_all(dw, r, g.type, *(const float *)alpha, *(const float *)beta, a->det);
-    return CUDNN_STATUS_SUCCESS;
+    store_all(dw, r, g.type, al, be, a->det);
+    });
 }
 
 /* ---- tensors: bias gradient and broadcast add (FP32 only here) ---- */
@@ -965,13 +1004,16 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha, c
         !no_overlap(api, "dy", dy, elems(dyd) * 4, "db", db, elems(dbd) * 4) || !emu_is_host(alpha, 4) ||
         !emu_is_host(beta, 4))
         return CUDNN_STATUS_BAD_PARAM;
-    std::vector<double> r(dyd->c, 0.0);
-    size_t plane = (size_t)dyd->h * dyd->w;
-    for (int n = 0; n < dyd->n; n++)
-        for (int c = 0; c < dyd->c; c++)
-            for (size_t i = 0; i < plane; i++) r[c] += ((const float *)dy)[((size_t)n * dyd->c + c) * plane + i];
-    store_all(db, r, CUDNN_DATA_FLOAT, *(const float *)alpha, *(const float *)beta, 1);
-    return CUDNN_STATUS_SUCCESS;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    const emu_tensor D = *dyd;
+    return run(api, [=] {
+        std::vector<double> r(D.c, 0.0);
+        size_t plane = (size_t)D.h * D.w;
+        for (int n = 0; n < D.n; n++)
+            for (int c = 0; c < D.c; c++)
+                for (size_t i = 0; i < plane; i++) r[c] += ((const float *)dy)[((size_t)n * D.c + c) * plane + i];
+        store_all(db, r, CUDNN_DATA_FLOAT, al, be, 1);
+    });
 }
 
 /* ---- batch norm (spatial, FP32) ---- */
@@ -999,7 +1041,7 @@ static int bn_checks(const char *api, cudnnBatchNormMode_t mode, cudnnTensorDesc
 }
 
 /* Per channel of x: mean and biased variance (double). */
-static void channel_stats(const float *x, cudnnTensorDescriptor_t d, std::vector<double> &mean, std::vector<double> &var)
+static void channel_stats(const float *x, const emu_tensor *d, std::vector<double> &mean, std::vector<double> &var)
 {
     size_t plane = (size_t)d->h * d->w, m = plane * d->n;
     mean.assign(d->c, 0.0), var.assign(d->c, 0.0);
@@ -1039,29 +1081,31 @@ cudnnStatus_t cudnnBatchNormalizationForwardTraining(
         emu_violation("%s: running (or saved) mean and variance must both be given or both be NULL", api);
         return CUDNN_STATUS_BAD_PARAM;
     }
-    std::vector<double> mean, var;
-    channel_stats((const float *)x, xd, mean, var);
-    size_t plane = (size_t)xd->h * xd->w, m = plane * xd->n;
-    const float *xf = (const float *)x, *g = (const float *)scale, *b = (const float *)bias;
-    float *yf = (float *)y;
     const double al = *(const float *)alpha, be = *(const float *)beta;
-    for (int c = 0; c < xd->c; c++) {
-        double inv = 1.0 / sqrt(var[c] + eps);
-        for (int n = 0; n < xd->n; n++)
-            for (size_t i = 0; i < plane; i++) {
-                size_t j = ((size_t)n * xd->c + c) * plane + i;
-                double v = g[c] * (xf[j] - mean[c]) * inv + b[c];
-                yf[j] = (float)(al * v + (be != 0 ? be * yf[j] : 0.0));
+    const emu_tensor X = *xd;
+    return run(api, [=] {
+        std::vector<double> mean, var;
+        channel_stats((const float *)x, &X, mean, var);
+        size_t plane = (size_t)X.h * X.w, m = plane * X.n;
+        const float *xf = (const float *)x, *g = (const float *)scale, *b = (const float *)bias;
+        float *yf = (float *)y;
+        for (int c = 0; c < X.c; c++) {
+            double inv = 1.0 / sqrt(var[c] + eps);
+            for (int n = 0; n < X.n; n++)
+                for (size_t i = 0; i < plane; i++) {
+                    size_t j = ((size_t)n * X.c + c) * plane + i;
+                    double v = g[c] * (xf[j] - mean[c]) * inv + b[c];
+                    yf[j] = (float)(al * v + (be != 0 ? be * yf[j] : 0.0));
+                }
+            if (running_mean) {
+                float *rm = (float *)running_mean, *rv = (float *)running_var;
+                double unbiased = m > 1 ? var[c] * (double)m / (double)(m - 1) : var[c];
+                rm[c] = (float)((1.0 - factor) * rm[c] + factor * mean[c]);
+                rv[c] = (float)((1.0 - factor) * rv[c] + factor * unbiased);
             }
-        if (running_mean) {
-            float *rm = (float *)running_mean, *rv = (float *)running_var;
-            double unbiased = m > 1 ? var[c] * (double)m / (double)(m - 1) : var[c];
-            rm[c] = (float)((1.0 - factor) * rm[c] + factor * mean[c]);
-            rv[c] = (float)((1.0 - factor) * rv[c] + factor * unbiased);
+            if (save_mean) ((float *)save_mean)[c] = (float)mean[c], ((float *)save_invvar)[c] = (float)inv;
         }
-        if (save_mean) ((float *)save_mean)[c] = (float)mean[c], ((float *)save_invvar)[c] = (float)inv;
-    }
-    return CUDNN_STATUS_SUCCESS;
+    });
 }
 
 cudnnStatus_t cudnnBatchNormalizationForwardInference(cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha,
@@ -1080,21 +1124,23 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(cudnnHandle_t h, cudnnBatc
         !device_operand(api, "mean", mean, nc) || !device_operand(api, "variance", var, nc) ||
         !emu_is_host(alpha, 4) || !emu_is_host(beta, 4) || !no_overlap(api, "x", x, nx, "y", y, nx))
         return CUDNN_STATUS_BAD_PARAM;
-    size_t plane = (size_t)xd->h * xd->w;
-    const float *xf = (const float *)x, *g = (const float *)scale, *b = (const float *)bias;
-    const float *mu = (const float *)mean, *va = (const float *)var;
-    float *yf = (float *)y;
     const double al = *(const float *)alpha, be = *(const float *)beta;
-    for (int c = 0; c < xd->c; c++) {
-        double inv = 1.0 / sqrt((double)va[c] + eps);
-        for (int n = 0; n < xd->n; n++)
-            for (size_t i = 0; i < plane; i++) {
-                size_t j = ((size_t)n * xd->c + c) * plane + i;
-                double v = g[c] * (xf[j] - mu[c]) * inv + b[c];
-                yf[j] = (float)(al * v + (be != 0 ? be * yf[j] : 0.0));
-            }
-    }
-    return CUDNN_STATUS_SUCCESS;
+    const emu_tensor X = *xd;
+    return run(api, [=] {
+        size_t plane = (size_t)X.h * X.w;
+        const float *xf = (const float *)x, *g = (const float *)scale, *b = (const float *)bias;
+        const float *mu = (const float *)mean, *va = (const float *)var;
+        float *yf = (float *)y;
+        for (int c = 0; c < X.c; c++) {
+            double inv = 1.0 / sqrt((double)va[c] + eps);
+            for (int n = 0; n < X.n; n++)
+                for (size_t i = 0; i < plane; i++) {
+                    size_t j = ((size_t)n * X.c + c) * plane + i;
+                    double v = g[c] * (xf[j] - mu[c]) * inv + b[c];
+                    yf[j] = (float)(al * v + (be != 0 ? be * yf[j] : 0.0));
+                }
+        }
+    });
 }
 
 cudnnStatus_t cudnnBatchNormalizationBackward(cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha_data,
@@ -1119,32 +1165,34 @@ cudnnStatus_t cudnnBatchNormalizationBackward(cudnnHandle_t h, cudnnBatchNormMod
     if (!save_mean != !save_invvar || (save_mean && (!device_operand(api, "saved mean", save_mean, nc) ||
                                                       !device_operand(api, "saved inverse std", save_invvar, nc))))
         return CUDNN_STATUS_BAD_PARAM;
-    std::vector<double> mean, var;
-    channel_stats((const float *)x, xd, mean, var);
-    size_t plane = (size_t)xd->h * xd->w, m = plane * xd->n;
-    const float *xf = (const float *)x, *dyf = (const float *)dy, *g = (const float *)scale;
-    float *dxf = (float *)dx, *dg = (float *)dscale, *db = (float *)dbias;
     const double ad = *(const float *)alpha_data, bd = *(const float *)beta_data;
     const double ap = *(const float *)alpha_param, bp = *(const float *)beta_param;
-    for (int c = 0; c < xd->c; c++) {
-        double mu = save_mean ? ((const float *)save_mean)[c] : mean[c];
-        double inv = save_mean ? ((const float *)save_invvar)[c] : 1.0 / sqrt(var[c] + eps);
-        double sdy = 0, sdyx = 0;
-        for (int n = 0; n < xd->n; n++)
-            for (size_t i = 0; i < plane; i++) {
-                size_t j = ((size_t)n * xd->c + c) * plane + i;
-                sdy += dyf[j];
-                sdyx += dyf[j] * (xf[j] - mu) * inv;
-            }
-        for (int n = 0; n < xd->n; n++)
-            for (size_t i = 0; i < plane; i++) {
-                size_t j = ((size_t)n * xd->c + c) * plane + i;
-                double xhat = (xf[j] - mu) * inv;
-                double v = g[c] * inv / (double)m * ((double)m * dyf[j] - sdy - xhat * sdyx);
-                dxf[j] = (float)(ad * v + (bd != 0 ? bd * dxf[j] : 0.0));
-            }
-        dg[c] = (float)(ap * sdyx + (bp != 0 ? bp * dg[c] : 0.0));
-        db[c] = (float)(ap * sdy + (bp != 0 ? bp * db[c] : 0.0));
-    }
-    return CUDNN_STATUS_SUCCESS;
+    const emu_tensor X = *xd;
+    return run(api, [=] {
+        std::vector<double> mean, var;
+        channel_stats((const float *)x, &X, mean, var);
+        size_t plane = (size_t)X.h * X.w, m = plane * X.n;
+        const float *xf = (const float *)x, *dyf = (const float *)dy, *g = (const float *)scale;
+        float *dxf = (float *)dx, *dg = (float *)dscale, *db = (float *)dbias;
+        for (int c = 0; c < X.c; c++) {
+            double mu = save_mean ? ((const float *)save_mean)[c] : mean[c];
+            double inv = save_mean ? ((const float *)save_invvar)[c] : 1.0 / sqrt(var[c] + eps);
+            double sdy = 0, sdyx = 0;
+            for (int n = 0; n < X.n; n++)
+                for (size_t i = 0; i < plane; i++) {
+                    size_t j = ((size_t)n * X.c + c) * plane + i;
+                    sdy += dyf[j];
+                    sdyx += dyf[j] * (xf[j] - mu) * inv;
+                }
+            for (int n = 0; n < X.n; n++)
+                for (size_t i = 0; i < plane; i++) {
+                    size_t j = ((size_t)n * X.c + c) * plane + i;
+                    double xhat = (xf[j] - mu) * inv;
+                    double v = g[c] * inv / (double)m * ((double)m * dyf[j] - sdy - xhat * sdyx);
+                    dxf[j] = (float)(ad * v + (bd != 0 ? bd * dxf[j] : 0.0));
+                }
+            dg[c] = (float)(ap * sdyx + (bp != 0 ? bp * dg[c] : 0.0));
+            db[c] = (float)(ap * sdy + (bp != 0 ? bp * db[c] : 0.0));
+        }
+    });
 }

@@ -55,6 +55,37 @@ extern long emu_pinned_live;             /* cudaHostAlloc blocks not yet freed *
  * many sources had changed (each reported as a violation). */
 int emu_pinned_check(const char *at);
 
+/* ---- stream capture (CUDA graphs) ----
+ * Between cudaStreamBeginCapture and cudaStreamEndCapture the stream's work
+ * (launches, memsets, device-to-device copies, the emulated cuDNN and cuBLAS
+ * calls) is recorded, not run; cudaGraphLaunch runs the recording. As on a
+ * GPU, a synchronisation or a copy to or from the host while capturing fails
+ * with cudaErrorStreamCaptureUnsupported and invalidates the capture (later
+ * work then fails with cudaErrorStreamCaptureInvalidated and EndCapture
+ * returns no graph); stricter than CUDA, so is an allocation or a free (the
+ * backend promises none). A launch of a graph after any device allocation
+ * that was live when it was recorded has been freed is reported as a
+ * violation: its recorded pointers may dangle. */
+enum { cudaErrorStreamCaptureUnsupported = 900, cudaErrorStreamCaptureInvalidated = 901 };
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
+typedef struct emu_graph *cudaGraph_t;
+typedef struct emu_graph_exec *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+extern long emu_graphs_live;              /* graphs and executable graphs not yet destroyed */
+extern unsigned long emu_graph_launches;
+/* Stream work: runs now, or is recorded while capturing. Returns 0, or the
+ * capture error (then nothing is run or recorded). */
+cudaError_t emu_stream_do(const char *what, std::function<void()> work);
+/* The capture error for a call that must not be made while capturing
+ * (cudaSuccess when not capturing); it invalidates the capture. */
+cudaError_t emu_capture_forbids(const char *what);
+
 void __syncthreads(void);
 int __syncthreads_or(int v);
 
@@ -94,6 +125,7 @@ extern size_t emu_max_blocks;            /* default 65535 */
 extern size_t emu_mse_blocks;            /* default 1024 */
 extern unsigned long emu_launches;
 extern int emu_malloc_fail;              /* 1: the next cudaMallocAsync fails */
+void emu_trim(void);                     /* frees the blocks kept for reuse (cudaMemPoolTrimTo) */
 extern long emu_live_allocs;             /* cudaMallocAsync blocks not yet freed */
 /* With emu_strict (the whole-backend emulation), memory operations check
  * their pointers: device ranges must lie inside a live allocation, host

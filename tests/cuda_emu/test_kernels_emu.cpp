@@ -932,6 +932,67 @@ static void t_pinned_race(void)
     emu_violations = violations0; /* the one expected report */
 }
 
+/* Stream capture: work recorded between cudaStreamBeginCapture and
+ * cudaStreamEndCapture runs only when the graph is launched, on the
+ * buffers' contents then; a copy to the host invalidates the capture; a
+ * launch after an allocation live at the recording has been freed is
+ * reported and refused. */
+static void t_graph(void)
+{
+    AT("capture and launch");
+    const long violations0 = emu_violations;
+    const size_t n = 300;
+    std::vector<float> x = randv(n);
+    gbuf<float> y(n), untouched(n), want(n);
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ex = nullptr;
+    if (cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+        fail("cudaStreamBeginCapture failed");
+        return;
+    }
+    k_relu_fwd(E, x.data(), n, y.p());
+    if (cudaStreamEndCapture(nullptr, &g) != cudaSuccess || !g || cudaGraphInstantiate(&ex, g, 0) != cudaSuccess) {
+        fail("recording a launch failed");
+        return;
+    }
+    cudaGraphDestroy(g);
+    expect_same("y after the recording (nothing ran)", y, untouched);
+    for (int round = 0; round < 2; round++) {
+        std::vector<float> nx = randv(n, -1.0f - round, 1.0f);
+        std::copy(nx.begin(), nx.end(), x.begin()); /* in place: the graph holds x's pointer */
+        relu_fwd(x.data(), n, want.p());
+        if (cudaGraphLaunch(ex, nullptr) != cudaSuccess) fail("cudaGraphLaunch failed");
+        expect_same("y after a launch (this round's x)", y, want);
+    }
+    cudaGraphExecDestroy(ex);
+    /* a copy to the host while capturing */
+    float h[4];
+    cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeThreadLocal);
+    if (cudaMemcpyAsync(h, y.p(), sizeof h, cudaMemcpyDeviceToHost, nullptr) != cudaErrorStreamCaptureUnsupported)
+        fail("a copy to the host while capturing was not refused");
+    if (cudaMemsetAsync(y.p(), 0, sizeof h, nullptr) != cudaErrorStreamCaptureInvalidated)
+        fail("work after an invalidated capture was accepted");
+    g = (cudaGraph_t)&h;
+    if (cudaStreamEndCapture(nullptr, &g) != cudaErrorStreamCaptureInvalidated || g)
+        fail("an invalidated capture gave a graph");
+    expect_same("y after the invalidated capture", y, want);
+    /* a launch whose recording used freed memory */
+    void *d = nullptr;
+    cudaMallocAsync(&d, 64, nullptr);
+    cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeThreadLocal);
+    cudaMemsetAsync(d, 0, 64, nullptr);
+    cudaStreamEndCapture(nullptr, &g);
+    cudaGraphInstantiate(&ex, g, 0);
+    cudaGraphDestroy(g);
+    cudaFreeAsync(d, nullptr);
+    printf("# (the report below is expected)\n");
+    if (cudaGraphLaunch(ex, nullptr) != cudaErrorInvalidValue || emu_violations != violations0 + 1)
+        fail("a launch after a recorded allocation was freed was not reported and refused");
+    cudaGraphExecDestroy(ex);
+    if (emu_graphs_live != 0) fail("%ld graphs left", emu_graphs_live);
+    emu_violations = violations0; /* the one expected report */
+}
+
 /* ---- the run ---- */
 
 struct test_case {
@@ -971,6 +1032,7 @@ static const test_case RUNTIME_CASES[] = {
     {"nothing to do: no launch, nothing written", t_empty},
     {"k_mse: scratch allocation failure is reported, nothing written", t_mse_alloc_failure},
     {"page-locked memory: a source rewritten before the synchronisation is reported", t_pinned_race},
+    {"graphs: recorded work runs at each launch; capture errors; stale launches refused", t_graph},
 };
 
 struct config {
