@@ -14,12 +14,15 @@
 #      fp32 (NMSE <= 1e-10), tf32 (1e-5), bf16 (1e-3), and fp32 deterministic
 #   3. tests/net_parity.c: whole model (eval, training forward/backward,
 #      10 AdamW steps) CUDA vs CPU: fopm-tiny and fopm in fp32, with
-#      --deterministic bit-identical reruns; fopm-tiny in tf32 and bf16
+#      --deterministic bit-identical reruns and passes replayed as CUDA
+#      graphs bit for bit as direct ones; fopm-tiny in tf32 and bf16
 #   4. ferbench bench --device cuda, fopm, batches 16/64/256, infer and
 #      train, fp32/tf32/bf16; the same with PyTorch eager (and
 #      torch.compile at batch 16) on the same GPU (bench/perf/gpu_peer.py),
 #      both timing the same step: pinned inputs copied in, results copied
-#      out; then PyTorch with its inputs resident on the GPU, for reference
+#      out; ours replays each step as CUDA graphs (--graphs off once, tf32
+#      batch 16, for reference); then PyTorch with its inputs resident on
+#      the GPU, for reference
 #   4b/4c. per-op profile (profile.txt); compute-sanitizer memcheck of test_backend if time is left
 #   5. the issue's targets: fopm inference at batch 16 <= 1.0 ms/image,
 #      >= 2x PyTorch eager, peak <= 2.1 GB; training step >= 1.5x eager
@@ -209,6 +212,9 @@ else
         done
     }
     sweep "$N0" 90 10
+    # for reference: ours op by op, without graphs (device label cuda-nographs)
+    bench "ours tf32 batch $N0 without graphs" 60 sh -c "'$BIN/ferbench' bench --device cuda --precision tf32 \
+        --config fopm --batch $N0 --mode both --iters 10 --warmup 2 --graphs off | sed 's/^bench device=cuda /bench device=cuda-nographs /'"
     bench "pytorch compile tf32" 150 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch "$N0" \
         --mode both --precision tf32 --iters 10 --warmup 3 --compile
     sweep "$REST" 120 5
@@ -265,6 +271,11 @@ for p in fp32 tf32 bf16; do
         done
     done
 done
+g=$(grep '^bench device=cuda .*batch='"${BATCHES%%,*}"' ' "$BENCH" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(precision|mode|graphs|graph_launches)=/) printf "%s ", $i; print "" }' | tr '\n' ';')
+[ -n "$g" ] && say "our CUDA graphs at batch ${BATCHES%%,*}: $g"
+grep '^# graphs failed' "$BENCH" | sort -u | while read -r l; do say "${l#\# }"; done
+r=$(grep '^bench device=cuda-nographs' "$BENCH")
+[ -n "$r" ] && say "ours without graphs (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
 r=$(grep '^bench device=cuda-pytorch-resident' "$BENCH")
 [ -n "$r" ] && say "PyTorch eager, inputs resident on the GPU (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
 c=$(grep '^bench device=cuda-pytorch-compile' "$BENCH")
