@@ -791,6 +791,9 @@ finish "ferbench run --device cpu --precision bf16: exit 2"
 run "$FB" train --out "$TMP/t" --precision fp16
 expect_usage "--precision: unknown 'fp16'"
 finish "ferbench train --precision fp16: exit 2"
+run "$FB" bench --config fopm-tiny --graphs maybe
+expect_usage "--graphs must be one of off|on, got 'maybe'"
+finish "ferbench bench --graphs maybe: exit 2"
 FERBENCH_CUDA_LIB=$TMP/nonexistent.so run "$FB" bench --device cuda
 expect_usage "no CUDA backend" "nonexistent.so"
 finish "ferbench --device cuda with the backend library missing: exit 2, names it"
