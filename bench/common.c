@@ -64,6 +64,16 @@ backend *device_option(const cli_args *a)
     return b;
 }
 
+const char *graphs_summary(net *t, char *buf, size_t len)
+{
+    const char *st = net_graphs_state(t);
+    long rec, launched;
+    net_graph_counts(t, &rec, &launched);
+    if (!strncmp(st, "failed", 6)) log_warn("CUDA graphs %s; every pass ran op by op", st);
+    snprintf(buf, len, "graphs=%.*s graph_launches=%ld", (int)strcspn(st, ":"), st, launched);
+    return buf;
+}
+
 int ckpt_write(const char *path, const model_params *p, float *m, float *v, const train_state *s, char *err,
                size_t errlen)
 {

@@ -9,6 +9,7 @@
 #include "../engine/backend.h"
 #include "../engine/data.h"
 #include "../engine/model.h"
+#include "../engine/net.h"
 
 struct sqlite3;
 
@@ -54,9 +55,13 @@ int predictions_record(struct sqlite3 *db, const data_split *sp, const split_pre
 int model_options(const cli_args *a, const char *def, model_config *cfg, char *name, size_t namelen);
 /* --threads N (default: online CPUs) applied to the engine; -1 after a message. */
 int threads_option(const cli_args *a, int *threads);
-/* --device, --precision, --deterministic and --threads: the backend to run
- * on, or NULL after a message (exit 2). backend_close() it. */
+/* --device, --precision, --deterministic, --graphs and --threads: the
+ * backend to run on, or NULL after a message (exit 2). backend_close() it. */
 backend *device_option(const cli_args *a);
+/* "graphs=STATE graph_launches=N" for a command's summary line (STATE: on,
+ * none, failed); once per net, a warning with the reason when a recording
+ * failed (its passes then ran op by op: slower, same results). */
+const char *graphs_summary(net *t, char *buf, size_t len);
 
 
 /* Training state kept in a checkpoint's metadata beside the weights and the

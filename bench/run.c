@@ -137,9 +137,11 @@ int cmd_run(const cli_args *a)
     if (db_open(dbp, &db, err, sizeof err) || predictions_record(db, &sp, &res, out, err, sizeof err)) goto out;
     long correct = 0;
     for (int i = 0; i < sp.n; i++) correct += pred[i] == sp.items[i].label;
+    char g[64];
     printf("run model=ours dataset=%s split=%s images=%d accuracy=%.6f ms_per_image=%.3f images_per_s=%.2f "
-           "peak_bytes=%ld device=%s out=%s\n",
-           sp.dataset, sp.split, sp.n, (double)correct / sp.n, ms, ips, peak, be->desc, out);
+           "peak_bytes=%ld device=%s %s out=%s\n",
+           sp.dataset, sp.split, sp.n, (double)correct / sp.n, ms, ips, peak, be->desc, graphs_summary(t, g, sizeof g),
+           out);
     rc = EXIT_OK;
 out:
     if (rc != EXIT_OK) log_error("%s", err[0] ? err : "run failed");

@@ -54,13 +54,11 @@ static void print_bench(backend *be, net *t, const char *cname, int train, int n
 {
     const char *gs = net_graphs_state(t);
     if (!strncmp(gs, "failed", 6)) printf("# graphs %s\n", gs);
-    long rec, launched;
-    net_graph_counts(t, &rec, &launched);
+    char g[64];
     printf("bench device=%s threads=%d precision=%s deterministic=%d config=%s mode=%s batch=%d "
-           "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld graphs=%.*s graph_launches=%ld "
-           "desc=\"%s\"\n",
+           "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld %s desc=\"%s\"\n",
            be->name, be->opt.threads, precision_name(be->opt.prec), be->opt.deterministic, cname,
-           train ? "train" : "infer", n, med, 1000.0 * med / n, n / med, peak, (int)strcspn(gs, ":"), gs, launched,
+           train ? "train" : "infer", n, med, 1000.0 * med / n, n / med, peak, graphs_summary(t, g, sizeof g),
            be->desc);
     fflush(stdout);
 }

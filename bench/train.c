@@ -373,7 +373,9 @@ int cmd_train(const cli_args *a)
     }
     if (s.bad_epochs >= o.patience)
         say("early stop: no validation improvement for %d epochs", s.bad_epochs);
-    printf("best_epoch=%d val_accuracy=%.6f weights=%s\n", s.best_epoch + 1, s.best_acc, best_w);
+    char g[64];
+    printf("best_epoch=%d val_accuracy=%.6f weights=%s %s\n", s.best_epoch + 1, s.best_acc, best_w,
+           graphs_summary(t, g, sizeof g));
     rc = EXIT_OK;
 out:
     if (rc != EXIT_OK) log_error("%s", err[0] ? err : "training failed");

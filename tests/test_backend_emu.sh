@@ -68,8 +68,24 @@ check "ferbench bench --device cuda, page-locked memory refused (malloc instead)
 check "fixture (80 faces) through masksynth" sh -c "'$MS' fixture --layout rafdb --n 80 --seed 5 '$T/raf' &&
     '$MS' init --dataset rafdb --root '$T/raf' --protocol '$T/raf/protocol.csv' --db '$T/d.sqlite' &&
     '$MS' --split all --db '$T/d.sqlite' --out '$T/masked' --threads 2"
-check "ferbench train --device cuda fopm-tiny, 1 epoch" "$FB" train --device cuda --config fopm-tiny --db "$T/d.sqlite" \
-    --out "$T/run" --epochs 1 --batch 32
+# Training with CUDA graphs (validation between the epochs ends the repeats; the steps after it repeat
+# again) and op by op: the same bytes (two copies of the database, so the runs get the same id).
+cp "$T/d.sqlite" "$T/d_nog.sqlite"
+TRAIN="train --device cuda --config fopm-tiny --size 32 --epochs 2 --batch 8 --deterministic"
+if "$FB" $TRAIN --db "$T/d.sqlite" --out "$T/run" >"$T/train" 2>"$T/err" && sane 0 &&
+    grep -q 'graphs=on graph_launches=[1-9]' "$T/train"; then
+    ok "ferbench train --device cuda fopm-tiny (size 32), 2 epochs, steps replayed as graphs: $(grep -o 'graph_launches=[0-9]*' "$T/train")"
+else
+    nok "ferbench train --device cuda with graphs" "$(cat "$T/train")" "$(tail -n 5 "$T/err")"
+fi
+check "ferbench train --device cuda --graphs off, the same" "$FB" $TRAIN --graphs off --db "$T/d_nog.sqlite" \
+    --out "$T/run_nog"
+if cmp "$T/run/last.ckpt.safetensors" "$T/run_nog/last.ckpt.safetensors" >/dev/null 2>&1 &&
+    cmp "$T/run/best.safetensors" "$T/run_nog/best.safetensors" >/dev/null 2>&1; then
+    ok "training with and without graphs: byte-identical checkpoints (weights, AdamW state)"
+else
+    nok "training with and without graphs: the checkpoints differ"
+fi
 check "ferbench run --device cuda on the test split" "$FB" run --device cuda --weights "$T/run/best.safetensors" \
     --db "$T/d.sqlite" --split test --out "$T/gpu.csv"
 check "ferbench run --device cpu, the same weights" "$FB" run --device cpu --weights "$T/run/best.safetensors" \
