@@ -116,7 +116,9 @@ void cu_trim(backend *b)
 {
     cudaMemPool_t pool;
     int dev = 0;
-    if (CX(b)->failed || cu_capturing(b, "cu_trim") || cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize")) return;
+    if (CX(b)->failed || cu_capturing(b, "cu_trim") ||
+        cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize"))
+        return;
     if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess)
         cudaMemPoolTrimTo(pool, 0);
     (void)cudaGetLastError(); /* trimming is only an offer */

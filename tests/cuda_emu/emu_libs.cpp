@@ -26,6 +26,9 @@
  *     non-deterministic algorithm flips the last bit of one output element
  *     on a pseudo-random half of its calls, so a deterministic run that
  *     picked one would not reproduce itself.
+ * Each call's computation is stream work (emu_stream_do): run at once, or
+ * recorded while a graph is being captured and run at each launch, with the
+ * descriptors and host scalars read at the call, as the libraries read them.
  * Results are computed in double from the definitions (cross-correlation,
  * padding, stride, biased batch variance with the unbiased one in the
  * running estimate, PyTorch's convention) and rounded once.
@@ -296,18 +299,18 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
     const int tf32 = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
     const double al = *alpha, be = *beta;
     cudaError_t e = emu_stream_do(api, [=] {
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < m; i++) {
-            double s = 0;
-            for (int l = 0; l < k; l++) {
-                float a = ta == CUBLAS_OP_N ? A[i + (size_t)l * lda] : A[l + (size_t)i * lda];
-                float b = tb == CUBLAS_OP_N ? B[l + (size_t)j * ldb] : B[j + (size_t)l * ldb];
-                if (tf32) a = to_tf32(a), b = to_tf32(b);
-                s += (double)a * b;
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                double s = 0;
+                for (int l = 0; l < k; l++) {
+                    float a = ta == CUBLAS_OP_N ? A[i + (size_t)l * lda] : A[l + (size_t)i * lda];
+                    float b = tb == CUBLAS_OP_N ? B[l + (size_t)j * ldb] : B[j + (size_t)l * ldb];
+                    if (tf32) a = to_tf32(a), b = to_tf32(b);
+                    s += (double)a * b;
+                }
+                float *c = &C[i + (size_t)j * ldc];
+                *c = (float)(al * s + (be != 0 ? be * *c : 0.0));
             }
-            float *c = &C[i + (size_t)j * ldc];
-            *c = (float)(al * s + (be != 0 ? be * *c : 0.0));
-        }
     });
     return e ? CUBLAS_STATUS_EXECUTION_FAILED : CUBLAS_STATUS_SUCCESS;
 }
@@ -918,25 +921,25 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
     if (st) return st;
     const float al = *(const float *)alpha, be = *(const float *)beta;
     return run(api, [=] {
-    std::vector<double> wv = load_all(w, w_elems(g), g.type, g.tf32), dyv = load_all(dy, y_elems(g), g.type, g.tf32);
-    std::vector<double> r(x_elems(g), 0.0);
-    for (int n = 0; n < g.n; n++)
-        for (int k = 0; k < g.k; k++) {
-            const double *dyp = &dyv[((size_t)n * g.k + k) * g.oh * g.ow];
-            for (int c = 0; c < g.c; c++) {
-                double *dxp = &r[((size_t)n * g.c + c) * g.h * g.w];
-                for (int kr = 0; kr < g.r; kr++)
-                    for (int ks = 0; ks < g.s; ks++) {
-                        double wk = wv[(((size_t)k * g.c + c) * g.r + kr) * g.s + ks];
-                        for (int oh = 0; oh < g.oh; oh++)
-                            for (int ow = 0; ow < g.ow; ow++) {
-                                long t = tap(g, oh, ow, kr, ks);
-                                if (t >= 0) dxp[t] += wk * dyp[oh * g.ow + ow];
-                            }
-                    }
+        std::vector<double> wv = load_all(w, w_elems(g), g.type, g.tf32), dyv = load_all(dy, y_elems(g), g.type, g.tf32);
+        std::vector<double> r(x_elems(g), 0.0);
+        for (int n = 0; n < g.n; n++)
+            for (int k = 0; k < g.k; k++) {
+                const double *dyp = &dyv[((size_t)n * g.k + k) * g.oh * g.ow];
+                for (int c = 0; c < g.c; c++) {
+                    double *dxp = &r[((size_t)n * g.c + c) * g.h * g.w];
+                    for (int kr = 0; kr < g.r; kr++)
+                        for (int ks = 0; ks < g.s; ks++) {
+                            double wk = wv[(((size_t)k * g.c + c) * g.r + kr) * g.s + ks];
+                            for (int oh = 0; oh < g.oh; oh++)
+                                for (int ow = 0; ow < g.ow; ow++) {
+                                    long t = tap(g, oh, ow, kr, ks);
+                                    if (t >= 0) dxp[t] += wk * dyp[oh * g.ow + ow];
+                                }
+                        }
+                }
             }
-        }
-    store_all(dx, r, g.type, al, be, a->det);
+        store_all(dx, r, g.type, al, be, a->det);
     });
 }
 
@@ -956,26 +959,26 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
     if (st) return st;
     const float al = *(const float *)alpha, be = *(const float *)beta;
     return run(api, [=] {
-    std::vector<double> xv = load_all(x, x_elems(g), g.type, g.tf32), dyv = load_all(dy, y_elems(g), g.type, g.tf32);
-    std::vector<double> r(w_elems(g), 0.0);
-    for (int n = 0; n < g.n; n++)
-        for (int k = 0; k < g.k; k++) {
-            const double *dyp = &dyv[((size_t)n * g.k + k) * g.oh * g.ow];
-            for (int c = 0; c < g.c; c++) {
-                const double *xp = &xv[((size_t)n * g.c + c) * g.h * g.w];
-                for (int kr = 0; kr < g.r; kr++)
-                    for (int ks = 0; ks < g.s; ks++) {
-                        double s = 0;
-                        for (int oh = 0; oh < g.oh; oh++)
-                            for (int ow = 0; ow < g.ow; ow++) {
-                                long t = tap(g, oh, ow, kr, ks);
-                                if (t >= 0) s += xp[t] * dyp[oh * g.ow + ow];
-                            }
-                        r[(((size_t)k * g.c + c) * g.r + kr) * g.s + ks] += s;
-                    }
+        std::vector<double> xv = load_all(x, x_elems(g), g.type, g.tf32), dyv = load_all(dy, y_elems(g), g.type, g.tf32);
+        std::vector<double> r(w_elems(g), 0.0);
+        for (int n = 0; n < g.n; n++)
+            for (int k = 0; k < g.k; k++) {
+                const double *dyp = &dyv[((size_t)n * g.k + k) * g.oh * g.ow];
+                for (int c = 0; c < g.c; c++) {
+                    const double *xp = &xv[((size_t)n * g.c + c) * g.h * g.w];
+                    for (int kr = 0; kr < g.r; kr++)
+                        for (int ks = 0; ks < g.s; ks++) {
+                            double s = 0;
+                            for (int oh = 0; oh < g.oh; oh++)
+                                for (int ow = 0; ow < g.ow; ow++) {
+                                    long t = tap(g, oh, ow, kr, ks);
+                                    if (t >= 0) s += xp[t] * dyp[oh * g.ow + ow];
+                                }
+                            r[(((size_t)k * g.c + c) * g.r + kr) * g.s + ks] += s;
+                        }
+                }
             }
-        }
-    store_all(dw, r, g.type, al, be, a->det);
+        store_all(dw, r, g.type, al, be, a->det);
     });
 }
 
