@@ -644,20 +644,6 @@ static int graphs_usable(const net *t)
     return t->graphs == GRAPHS_ON && t->be->capture_begin && !t->prof.on;
 }
 
-/* 2: launch r's graph; 1: record this pass (it repeats the last direct
- * one); 0: run it directly. */
-static int replay_how(const net *t, const replay *r, uint64_t print)
-{
-    unsigned long ep = t->be->memory_epoch;
-    if (r->graph && r->print == print && r->epoch == ep) return 2;
-    return r->seen && r->seen_print == print && r->seen_epoch == ep;
-}
-
-static void replay_seen(net *t, replay *r, uint64_t print)
-{
-    r->seen = 1, r->seen_print = print, r->seen_epoch = t->be->memory_epoch;
-}
-
 /* Records pass(t) as r's graph and launches it; 1 done, 0 if the
  * recording failed (nothing ran: the caller runs the pass directly; graphs
  * stay off for this net, with the backend's reason in graph_note). */
@@ -683,6 +669,25 @@ static int record(net *t, replay *r, uint64_t print, void (*pass)(net *t))
     t->graph_launches++;
     be->graph_launch(be, g);
     return 1;
+}
+
+/* Runs pass(t), whose print is `print` (unused without graphs): launches
+ * r's graph when the pass is the one it recorded and no memory moved since;
+ * records it when it repeats the last direct pass; otherwise runs it
+ * directly and remembers it. */
+static void run_pass(net *t, replay *r, uint64_t print, void (*pass)(net *t))
+{
+    backend *be = t->be;
+    const int use = graphs_usable(t);
+    const unsigned long ep = be->memory_epoch;
+    if (use && r->graph && r->print == print && r->epoch == ep) {
+        be->graph_launch(be, r->graph);
+        t->graph_launches++;
+        return;
+    }
+    if (use && r->seen && r->seen_print == print && r->seen_epoch == ep && record(t, r, print, pass)) return;
+    pass(t);
+    if (use) r->seen = 1, r->seen_print = print, r->seen_epoch = be->memory_epoch;
 }
 
 static void graphs_drop(net *t)
@@ -983,13 +988,11 @@ int net_forward(net *t, const float *x, int n, int train)
         t->fail = 0;
         t->err[0] = '\0';
     }
-    replay *r = &t->rp[train ? RP_TRAIN : RP_EVAL];
-    int how = 0;
     if (graphs_usable(t)) { /* is this pass a repeat? the tape without its ops tells */
         t->quiet = 1;
         forward_pass(t);
         t->quiet = 0;
-        if (!t->fail) how = replay_how(t, r, t->fwd_print = tape_print(t));
+        t->fwd_print = tape_print(t);
     } else {
         forward_slot0(t);
     }
@@ -1001,13 +1004,7 @@ int net_forward(net *t, const float *x, int n, int train)
     prof_begin(t);
     t->be->upload(t->be, D(t, 0), x, t->slots[0].numel);
     prof_charge(t, &t->prof.upload);
-    if (how == 2) {
-        t->be->graph_launch(t->be, r->graph);
-        t->graph_launches++;
-    } else if (!(how == 1 && record(t, r, t->fwd_print, forward_pass))) {
-        forward_pass(t);
-        if (graphs_usable(t)) replay_seen(t, r, t->fwd_print);
-    }
+    run_pass(t, &t->rp[train ? RP_TRAIN : RP_EVAL], t->fwd_print, forward_pass);
     ops_set_winograd(wg);
     check_backend(t);
     if (t->fail) t->nnodes = 0;
@@ -1232,18 +1229,8 @@ int net_backward(net *t, float *grad)
     for (int i = 0; i < t->nused; i++)
         if (t->slots[i].numel > big) big = t->slots[i].numel;
     if (grow(t, &t->tmp, &t->tmp_cap, big) || grow(t, &t->tmp2, &t->tmp2_cap, big)) return -1;
-    prof_charge(t, &t->prof.grad_setup);
     int wg = winograd_for(1);
-    replay *r = &t->rp[RP_BACKWARD];
-    uint64_t print = graphs_usable(t) ? backward_print(t) : 0;
-    int how = graphs_usable(t) ? replay_how(t, r, print) : 0;
-    if (how == 2) {
-        t->be->graph_launch(t->be, r->graph);
-        t->graph_launches++;
-    } else if (!(how == 1 && record(t, r, print, backward_pass))) {
-        backward_pass(t);
-        if (graphs_usable(t)) replay_seen(t, r, print);
-    }
+    run_pass(t, &t->rp[RP_BACKWARD], graphs_usable(t) ? backward_print(t) : 0, backward_pass);
     ops_set_winograd(wg);
     t->have_loss = 0; /* one backward per loss */
     if (!t->fail && grad) params_download(t, grad, t->grad);
