@@ -16,8 +16,8 @@
  * out of memory) are sticky: the first is kept in error() and, on a device,
  * later calls become no-ops until the backend is freed (on the CPU only an
  * allocation can fail).
- * Narrower than ops.h on CUDA: batch norm needs gamma and beta, and bn_bwd
- * needs dx, dgamma and dbeta (the network always passes them). */
+ * Narrower than ops.h on CUDA: batch norm needs gamma and beta (the network
+ * always passes them). */
 #ifndef FB_BACKEND_H
 #define FB_BACKEND_H
 
@@ -91,13 +91,17 @@ struct backend {
     void (*conv2d_bn_eval)(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
                            const float *gamma, const float *beta, const float *mean, const float *var, float eps,
                            int relu, float *y);
+    /* Training-mode batch norm, with the ReLU that follows it fused in
+     * (relu != 0). Backward through both gets the forward's output as relu_y
+     * (NULL: there was no ReLU) and counts dy where it is > 0. */
     void (*bn_fwd_train)(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
-                         float *running_mean, float *running_var, float momentum, float eps, float *y,
+                         float *running_mean, float *running_var, float momentum, float eps, int relu, float *y,
                          float *save_mean, float *save_invstd);
     void (*bn_fwd_eval)(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
                         const float *running_mean, const float *running_var, float eps, float *y);
     void (*bn_bwd)(backend *b, const float *x, shape4 s, const float *gamma, const float *save_mean,
-                   const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta);
+                   const float *save_invstd, const float *relu_y, const float *dy, float *dx, float *dgamma,
+                   float *dbeta);
     void (*relu_fwd)(backend *b, const float *x, size_t n, float *y);
     void (*relu_bwd)(backend *b, const float *y, const float *dy, size_t n, float *dx);
     void (*sigmoid_fwd)(backend *b, const float *x, size_t n, float *y);

@@ -132,11 +132,11 @@ static void cpu_conv_bn_eval(backend *b, const float *x, shape4 xs, const float 
     if (relu) relu_fwd(y, shape4_numel(ys), y);
 }
 static void cpu_bn_train(backend *b, const float *x, shape4 s, const float *g, const float *be, float *rm, float *rv,
-                         float mom, float eps, float *y, float *sm, float *si)
+                         float mom, float eps, int relu, float *y, float *sm, float *si)
 {
     aligned(b, g, "bn weight"), aligned(b, be, "bn bias"), aligned(b, rm, "bn running mean");
     aligned(b, rv, "bn running variance");
-    batchnorm_fwd_train(x, s, g, be, rm, rv, mom, eps, y, sm, si);
+    batchnorm_fwd_train(x, s, g, be, rm, rv, mom, eps, relu, y, sm, si);
 }
 static void cpu_bn_eval(backend *b, const float *x, shape4 s, const float *g, const float *be, const float *rm,
                         const float *rv, float eps, float *y)
@@ -146,10 +146,10 @@ static void cpu_bn_eval(backend *b, const float *x, shape4 s, const float *g, co
     batchnorm_fwd_eval(x, s, g, be, rm, rv, eps, y);
 }
 static void cpu_bn_bwd(backend *b, const float *x, shape4 s, const float *g, const float *sm, const float *si,
-                       const float *dy, float *dx, float *dg, float *db)
+                       const float *relu_y, const float *dy, float *dx, float *dg, float *db)
 {
     aligned(b, g, "bn weight"), aligned(b, dg, "bn weight gradient"), aligned(b, db, "bn bias gradient");
-    batchnorm_bwd(x, s, g, sm, si, dy, dx, dg, db);
+    batchnorm_bwd(x, s, g, sm, si, relu_y, dy, dx, dg, db);
 }
 static void cpu_relu_fwd(backend *b, const float *x, size_t n, float *y) { (void)b, relu_fwd(x, n, y); }
 static void cpu_relu_bwd(backend *b, const float *y, const float *dy, size_t n, float *dx)

@@ -346,9 +346,8 @@ static int bn(net *t, const char *pre, int x, int relu)
     int y = slot_new(t, s);
     int aux = slot_new(t, (shape4){1, 2 * s.c, 1, 1});
     if (aux < 0) return -1;
-    RUN(bn_fwd_train, D(t, x), s, P(t, g), P(t, b), P(t, m), P(t, v), BN_MOMENTUM, BN_EPS, D(t, y),
+    RUN(bn_fwd_train, D(t, x), s, P(t, g), P(t, b), P(t, m), P(t, v), BN_MOMENTUM, BN_EPS, relu, D(t, y),
                         D(t, aux), D(t, aux) + s.c);
-    if (relu) RUN(relu_fwd, D(t, y), shape4_numel(s), D(t, y));
     node *nd = node_add(t, OP_BN, x, -1, y);
     if (nd) nd->w = g, nd->bias = b, nd->aux = aux, nd->relu = relu;
     return y;
@@ -1152,15 +1151,10 @@ static void backward_node(net *t, const node *nd, float *grad)
         be->conv2d_bwd(be, x, xs, P(t, nd->w), oc, k, nd->stride, dy, da, G(t, nd->w, grad), G(t, nd->bias, grad));
         break;
     }
-    case OP_BN: {
-        const float *g = dy;
-        if (nd->relu) { /* through the fused ReLU, from the output */
-            be->relu_bwd(be, sy->data, dy, sy->numel, t->tmp2);
-            g = t->tmp2;
-        }
+    case OP_BN: { /* through the fused ReLU too, from the output */
         const float *aux = D(t, nd->aux);
-        /* da is the slot's own buffer or tmp, never tmp2 */
-        be->bn_bwd(be, x, xs, P(t, nd->w), aux, aux + xs.c, g, da, G(t, nd->w, grad), G(t, nd->bias, grad));
+        be->bn_bwd(be, x, xs, P(t, nd->w), aux, aux + xs.c, nd->relu ? sy->data : NULL, dy, da, G(t, nd->w, grad),
+                   G(t, nd->bias, grad));
         break;
     }
     case OP_RELU: be->relu_bwd(be, sy->data, dy, nx, da); break;
@@ -1224,7 +1218,7 @@ int net_backward(net *t, float *grad)
     if (!t || !t->have_loss) return -1;
     prof_begin(t);
     if (!t->grad && grow(t, &t->grad, &(size_t){0}, t->total)) return -1;
-    /* Both temporaries (tmp2 also holds the BN+ReLU product) fit the largest slot. */
+    /* Both temporaries fit the largest slot. */
     size_t big = 0;
     for (int i = 0; i < t->nused; i++)
         if (t->slots[i].numel > big) big = t->slots[i].numel;

@@ -70,13 +70,17 @@ void conv2d_bwd(const float *x, shape4 xs, const float *w, int oc, int k, int st
 
 /* ---- batch norm over (N,H,W) per channel, eps, momentum as PyTorch ----
  * Training normalises with the biased batch variance and updates running_var
- * with the unbiased one; save_mean / save_invstd [C] are kept for backward. */
+ * with the unbiased one; save_mean / save_invstd [C] are kept for backward.
+ * relu != 0: a ReLU follows in the same pass (y = relu_fwd of the result).
+ * Backward through it passes that output as relu_y (NULL: no ReLU): dy then
+ * counts where relu_y > 0, as relu_bwd would give it. */
 void batchnorm_fwd_train(const float *x, shape4 s, const float *gamma, const float *beta, float *running_mean,
-                         float *running_var, float momentum, float eps, float *y, float *save_mean, float *save_invstd);
+                         float *running_var, float momentum, float eps, int relu, float *y, float *save_mean,
+                         float *save_invstd);
 void batchnorm_fwd_eval(const float *x, shape4 s, const float *gamma, const float *beta, const float *running_mean,
                         const float *running_var, float eps, float *y);
 void batchnorm_bwd(const float *x, shape4 s, const float *gamma, const float *save_mean, const float *save_invstd,
-                   const float *dy, float *dx, float *dgamma, float *dbeta);
+                   const float *relu_y, const float *dy, float *dx, float *dgamma, float *dbeta);
 
 /* ---- elementwise ---- */
 void relu_fwd(const float *x, size_t n, float *y);

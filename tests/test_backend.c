@@ -328,19 +328,23 @@ static void test_conv2d_bn_eval(void **state)
 
 /* ---- batch norm ---- */
 
-static const shape4 BN[] = {{4, 8, 5, 5}, {2, 16, 7, 7}};
+/* The last two reduce each channel over more than one block on CUDA (more
+ * than 4096 values: 8192, and 4551 in chunks that do not divide it). */
+static const shape4 BN[] = {{4, 8, 5, 5}, {2, 16, 7, 7}, {8, 4, 32, 32}, {3, 5, 37, 41}};
 #define NBN (sizeof BN / sizeof BN[0])
 
 static void test_bn_fwd_train(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < NBN; i++) {
-        const shape4 s = BN[i];
+    for (size_t i = 0; i < 2 * NBN; i++) {
+        const shape4 s = BN[i / 2];
+        const int relu = (int)(i % 2);
         const size_t c = (size_t)s.c, n = shape4_numel(s);
-        begin("bn_fwd_train", SH, SHA(s));
+        begin("bn_fwd_train", SH "%s", SHA(s), relu ? "+relu" : "");
         dual *x = rnd(n), *g = rnd(c), *be = rnd(c), *rm = rnd(c), *rv = dual_rand(c, 0.5, 1.5);
         dual *y = rnd(n), *sm = rnd(c), *si = rnd(c);
-        RUN(bn_fwd_train, BUF(x), s, BUF(g), BUF(be), BUF(rm), BUF(rv), 0.1f, 1e-5f, BUF(y), BUF(sm), BUF(si));
+        RUN(bn_fwd_train, BUF(x), s, BUF(g), BUF(be), BUF(rm), BUF(rv), 0.1f, 1e-5f, relu, BUF(y), BUF(sm),
+            BUF(si));
         check("fwd", "y", y, BOUND_FP32);
         check("fwd", "save_mean", sm, BOUND_FP32);
         check("fwd", "save_invstd", si, BOUND_FP32);
@@ -364,21 +368,22 @@ static void test_bn_fwd_eval(void **state)
     finish();
 }
 
-/* From the reference's saved statistics (both sides get the same), so the
- * backward is checked on its own. */
+/* From the reference's saved statistics and output (both sides get the
+ * same), so the backward is checked on its own. */
 static void test_bn_bwd(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < NBN; i++) {
-        const shape4 s = BN[i];
+    for (size_t i = 0; i < 2 * NBN; i++) {
+        const shape4 s = BN[i / 2];
+        const int relu = (int)(i % 2);
         const size_t c = (size_t)s.c, n = shape4_numel(s);
-        begin("bn_bwd", SH, SHA(s));
+        begin("bn_bwd", SH "%s", SHA(s), relu ? "+relu" : "");
         dual *x = rnd(n), *g = rnd(c), *be = rnd(c), *rm = rnd(c), *rv = dual_rand(c, 0.5, 1.5);
         dual *y = rnd(n), *sm = rnd(c), *si = rnd(c);
-        R->bn_fwd_train(R, x->r, s, g->r, be->r, rm->r, rv->r, 0.1f, 1e-5f, y->r, sm->r, si->r);
-        dual *mean = dual_from(sm->r, c), *invstd = dual_from(si->r, c);
+        R->bn_fwd_train(R, x->r, s, g->r, be->r, rm->r, rv->r, 0.1f, 1e-5f, relu, y->r, sm->r, si->r);
+        dual *mean = dual_from(sm->r, c), *invstd = dual_from(si->r, c), *yr = relu ? dual_from(y->r, n) : NULL;
         dual *dy = rnd(n), *dx = rnd(n), *dg = rnd(c), *db = rnd(c);
-        RUN(bn_bwd, BUF(x), s, BUF(g), BUF(mean), BUF(invstd), BUF(dy), BUF(dx), BUF(dg), BUF(db));
+        RUN(bn_bwd, BUF(x), s, BUF(g), BUF(mean), BUF(invstd), BUF(yr), BUF(dy), BUF(dx), BUF(dg), BUF(db));
         check("bwd", "dx", dx, BOUND_FP32);
         check("bwd", "dgamma", dg, BOUND_FP32);
         check("bwd", "dbeta", db, BOUND_FP32);

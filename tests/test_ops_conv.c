@@ -231,7 +231,7 @@ typedef struct {
 static double bn_loss(void *p)
 {
     bn_ctx *c = p;
-    batchnorm_fwd_train(c->x, c->s, c->gamma, c->beta, c->rm, c->rv, 0.1f, 1e-5f, c->y, c->sm, c->si);
+    batchnorm_fwd_train(c->x, c->s, c->gamma, c->beta, c->rm, c->rv, 0.1f, 1e-5f, 0, c->y, c->sm, c->si);
     return dot_fd(c->y, c->r, c->n);
 }
 
@@ -245,7 +245,7 @@ static void check_bn_grad(rng_t *r, shape4 s)
     c.si = zerov(C);
     float *dx = randv(r, c.n, -1e3, 1e3), *dg = zerov(C), *dbt = zerov(C);
     bn_loss(&c);
-    batchnorm_bwd(c.x, s, c.gamma, c.sm, c.si, c.r, dx, dg, dbt);
+    batchnorm_bwd(c.x, s, c.gamma, c.sm, c.si, NULL, c.r, dx, dg, dbt);
     float *dx1 = malloc(c.n * sizeof(float)), *dg1 = malloc(C * sizeof(float)), *db1 = malloc(C * sizeof(float));
     memcpy(dx1, dx, c.n * sizeof(float)), memcpy(dg1, dg, C * sizeof(float)), memcpy(db1, dbt, C * sizeof(float));
     grad_check("bn dx", c.x, c.n, dx, bn_loss, &c);
@@ -256,7 +256,7 @@ static void check_bn_grad(rng_t *r, shape4 s)
     bn_loss(&c);
     for (size_t i = 0; i < c.n; i++)
         dx[i] = -7e5f;
-    batchnorm_bwd(c.x, s, c.gamma, c.sm, c.si, c.r, dx, dg, dbt);
+    batchnorm_bwd(c.x, s, c.gamma, c.sm, c.si, NULL, c.r, dx, dg, dbt);
     assert_memory_equal(dx, dx1, c.n * sizeof(float));
     for (int i = 0; i < C; i++) {
         assert_true(dg[i] == 2.0f * dg1[i]);
@@ -289,7 +289,7 @@ static void test_bn_running_stats_and_eval(void **state)
     float rm[2] = {0.3f, -0.2f}, rv[2] = {1.5f, 0.8f}, sm[2], si[2];
     float rm0[2] = {0.3f, -0.2f}, rv0[2] = {1.5f, 0.8f};
     const float mom = 0.1f, eps = 1e-5f;
-    batchnorm_fwd_train(x, s, gamma, beta, rm, rv, mom, eps, y, sm, si);
+    batchnorm_fwd_train(x, s, gamma, beta, rm, rv, mom, eps, 0, y, sm, si);
     for (int c = 0; c < 2; c++) {
         double sum = 0.0, ss = 0.0;
         for (int b = 0; b < s.n; b++)
@@ -397,6 +397,51 @@ static void check_linear(rng_t *r, int n, int in, int out)
         free(db1);
 }
 
+/* relu = 1 gives exactly batch norm then relu_fwd; backward with relu_y
+ * exactly relu_bwd then batch norm backward (bitwise: the ReLU is fused into
+ * the passes, not changed). */
+static void test_bn_relu_fused(void **state)
+{
+    (void)state;
+    rng_t r;
+    rng_seed(&r, 42, 11);
+    static const shape4 shapes[] = {{2, 3, 5, 7}, {4, 2, 1, 1}, {1, 1, 3, 3}, {3, 16, 9, 11}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        shape4 s = shapes[k];
+        size_t n = shape4_numel(s);
+        int C = s.c;
+        float *x = randv(&r, n, -2, 2), *dy = randv(&r, n, -1, 1), *g = randv(&r, C, 0.5, 1.5),
+              *bt = randv(&r, C, -0.5, 0.5);
+        float *y[2], *rm[2], *rv[2], *sm[2], *si[2], *dx[2], *dg[2], *db[2];
+        for (int v = 0; v < 2; v++) {
+            y[v] = zerov(n), dx[v] = zerov(n), rm[v] = zerov(C), rv[v] = zerov(C), sm[v] = zerov(C);
+            si[v] = zerov(C), dg[v] = zerov(C), db[v] = zerov(C);
+        }
+        /* 0: the two ops; 1: fused */
+        batchnorm_fwd_train(x, s, g, bt, rm[0], rv[0], 0.1f, 1e-5f, 0, y[0], sm[0], si[0]);
+        relu_fwd(y[0], n, y[0]);
+        float *dz = zerov(n);
+        relu_bwd(y[0], dy, n, dz);
+        batchnorm_bwd(x, s, g, sm[0], si[0], NULL, dz, dx[0], dg[0], db[0]);
+        batchnorm_fwd_train(x, s, g, bt, rm[1], rv[1], 0.1f, 1e-5f, 1, y[1], sm[1], si[1]);
+        batchnorm_bwd(x, s, g, sm[1], si[1], y[1], dy, dx[1], dg[1], db[1]);
+        size_t zeros = 0;
+        for (size_t i = 0; i < n; i++) zeros += y[1][i] == 0.0f;
+        assert_true(zeros > 0 && zeros < n); /* the mask matters */
+        assert_memory_equal(y[0], y[1], n * sizeof(float));
+        assert_memory_equal(dx[0], dx[1], n * sizeof(float));
+        float *pairs[][2] = {{rm[0], rm[1]}, {rv[0], rv[1]}, {sm[0], sm[1]}, {si[0], si[1]}, {dg[0], dg[1]},
+                             {db[0], db[1]}};
+        for (size_t p = 0; p < 6; p++) assert_memory_equal(pairs[p][0], pairs[p][1], C * sizeof(float));
+        /* without the mask the gradient differs: relu_y is really used */
+        batchnorm_bwd(x, s, g, sm[1], si[1], NULL, dy, dz, NULL, NULL);
+        assert_memory_not_equal(dz, dx[1], n * sizeof(float));
+        for (int v = 0; v < 2; v++)
+            free(y[v]), free(dx[v]), free(rm[v]), free(rv[v]), free(sm[v]), free(si[v]), free(dg[v]), free(db[v]);
+        free(x), free(dy), free(g), free(bt), free(dz);
+    }
+}
+
 static void test_linear(void **state)
 {
     (void)state;
@@ -437,11 +482,11 @@ static void test_tiny_shapes(void **state)
     /* M = 1: output is beta, running_var stays finite (PyTorch refuses this in training) */
     {
         float x = 0.7f, g = 2.0f, b = 0.3f, rm = 0.0f, rv = 1.0f, y, sm, si;
-        batchnorm_fwd_train(&x, one, &g, &b, &rm, &rv, 0.1f, 1e-5f, &y, &sm, &si);
+        batchnorm_fwd_train(&x, one, &g, &b, &rm, &rv, 0.1f, 1e-5f, 0, &y, &sm, &si);
         assert_true(fabsf(y - 0.3f) < 1e-6f);
         assert_true(isfinite(rv) && isfinite(rm));
         float dy = 1.0f, dx = 5.0f, dg = 0.0f, dbt = 0.0f;
-        batchnorm_bwd(&x, one, &g, &sm, &si, &dy, &dx, &dg, &dbt);
+        batchnorm_bwd(&x, one, &g, &sm, &si, NULL, &dy, &dx, &dg, &dbt);
         assert_true(fabsf(dx) < 1e-6f && fabsf(dg) < 1e-6f && dbt == 1.0f);
     }
     check_linear(&r, 1, 1, 1);
@@ -688,8 +733,8 @@ static void test_threads_bn_linear(void **state)
             memcpy(o[2], rm0, C * sizeof(float)), memcpy(o[3], rv0, C * sizeof(float));
             memcpy(o[6], dg0, C * sizeof(float)), memcpy(o[7], db0, C * sizeof(float));
             ops_set_threads(t + 1);
-            batchnorm_fwd_train(x, s, g, bt, o[2], o[3], 0.1f, 1e-5f, o[0], o[4], o[5]);
-            batchnorm_bwd(x, s, g, o[4], o[5], dy, o[1], o[6], o[7]);
+            batchnorm_fwd_train(x, s, g, bt, o[2], o[3], 0.1f, 1e-5f, 1, o[0], o[4], o[5]);
+            batchnorm_bwd(x, s, g, o[4], o[5], o[0], dy, o[1], o[6], o[7]);
         }
         for (int t = 1; t < 3; t++) {
             for (int i = 0; i < 2; i++)
@@ -755,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_conv_grad),
         cmocka_unit_test(test_bn_grad),
         cmocka_unit_test(test_bn_running_stats_and_eval),
+        cmocka_unit_test(test_bn_relu_fused),
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_tiny_shapes),
         cmocka_unit_test(test_conv_tiles),

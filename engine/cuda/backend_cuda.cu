@@ -317,7 +317,7 @@ static void fill_table(backend *b)
     }
     b->fill = k_fill, b->copy = k_copy, b->acc = k_acc, b->add = k_add, b->axpb = k_axpb;
     b->conv2d_fwd = dnn_conv_fwd, b->conv2d_bwd = dnn_conv_bwd, b->conv2d_bn_eval = dnn_conv_bn_eval;
-    b->bn_fwd_train = dnn_bn_fwd_train, b->bn_fwd_eval = dnn_bn_fwd_eval, b->bn_bwd = dnn_bn_bwd;
+    b->bn_fwd_train = k_bn_fwd_train, b->bn_fwd_eval = dnn_bn_fwd_eval, b->bn_bwd = k_bn_bwd;
     b->relu_fwd = k_relu_fwd, b->relu_bwd = k_relu_bwd, b->sigmoid_fwd = k_sigmoid_fwd;
     b->sigmoid_bwd = k_sigmoid_bwd, b->maxpool2_fwd = k_maxpool2_fwd, b->maxpool2_bwd = k_maxpool2_bwd;
     b->upsample2_fwd = k_upsample2_fwd, b->upsample2_bwd = k_upsample2_bwd, b->concat_fwd = k_concat_fwd;
@@ -378,8 +378,10 @@ extern "C" backend *fb_backend_cuda_create(const backend_options *opt, char *err
         blas_ok(b, cublasSetMathMode(cx->blas, opt->prec == PREC_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_TF32_TENSOR_OP_MATH),
                 "cublasSetMathMode") &&
         (cx->blas_ws = cu_malloc(b, BLAS_WORKSPACE)) &&
-        blas_ok(b, cublasSetWorkspace(cx->blas, cx->blas_ws, BLAS_WORKSPACE), "cublasSetWorkspace"))
+        blas_ok(b, cublasSetWorkspace(cx->blas, cx->blas_ws, BLAS_WORKSPACE), "cublasSetWorkspace") &&
+        (cx->scratch = (double *)cu_malloc(b, K_SCRATCH_DOUBLES * sizeof(double))))
         dnn_create(b);
+    cx->scratch_n = cx->scratch ? K_SCRATCH_DOUBLES : 0;
     if (cx->failed) {
         snprintf(err, errlen, "cuda:%d: %s", opt->device, cx->err);
         cu_destroy(b);

@@ -1,9 +1,10 @@
 /* cuda_internal.h: what the three files of the CUDA backend share.
  *   backend_cuda.cu  memory, streams, errors, cuBLAS (linear), the table
- *   cudnn_ops.cu     every cuDNN call: convolutions, batch norm, fused
+ *   cudnn_ops.cu     every cuDNN call: convolutions, eval batch norm, fused
  *                    conv+BN+ReLU for eval; algorithm cache; workspace
  *   kernels.cu       our own kernels: elementwise, resampling, crop and
- *                    assemble, broadcast products, pooling, losses, AdamW
+ *                    assemble, broadcast products, pooling, training batch
+ *                    norm (+ReLU), losses, AdamW
  *                    (declared in kernels.h)
  * Everything runs on one stream (cx->stream) in issue order. Kernels that
  * reduce do so in a fixed order (no atomics), so results are bitwise
@@ -43,6 +44,8 @@ typedef struct {
     void **late_free;
     size_t late_n, late_cap;
     void *blas_ws; /* cuBLAS's workspace, ours so that a recording never allocates one */
+    double *scratch; /* kernels.cu's (K_SCRATCH_DOUBLES), for the same reason */
+    size_t scratch_n;
 } cuda_ctx;
 
 static inline cuda_ctx *CX(backend *b) { return (cuda_ctx *)b->ctx; }
@@ -72,12 +75,7 @@ void dnn_conv_bwd(backend *b, const float *x, shape4 xs, const float *w, int oc,
 void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int oc, int k, int stride,
                       const float *gamma, const float *beta, const float *mean, const float *var, float eps,
                       int relu, float *y);
-void dnn_bn_fwd_train(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
-                      float *running_mean, float *running_var, float momentum, float eps, float *y,
-                      float *save_mean, float *save_invstd);
 void dnn_bn_fwd_eval(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
                      const float *running_mean, const float *running_var, float eps, float *y);
-void dnn_bn_bwd(backend *b, const float *x, shape4 s, const float *gamma, const float *save_mean,
-                const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta);
 
 #endif

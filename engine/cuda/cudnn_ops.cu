@@ -13,8 +13,9 @@
  * (the first deterministic one: the same choice in every run). In bf16 a
  * shape without a BF16 algorithm runs in FP32 with TF32 math. One shared
  * workspace grows to the largest chosen algorithm's need.
- * Batch norm: CUDNN_BATCHNORM_SPATIAL, FP32 always (PyTorch's convention:
- * running variance updated with the unbiased batch variance). */
+ * Batch norm (eval, on its own; the network folds it into the convolution
+ * instead): CUDNN_BATCHNORM_SPATIAL, FP32. Training batch norm runs in our
+ * own kernels (kernels.cu), which fuse the ReLU that follows it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,25 +441,13 @@ void dnn_conv_bn_eval(backend *b, const float *x, shape4 xs, const float *w, int
     conv_core(b, x, xs, d->fw, d->fb, relu, oc, k, stride, y);
 }
 
-/* ---- batch norm ---- */
+/* ---- batch norm (eval) ---- */
 
 static int set_bn(backend *b, shape4 s)
 {
     cudnn_state *d = DNN(b);
     return set_tensor(b, d->xd, CUDNN_DATA_FLOAT, s.n, s.c, s.h, s.w) &&
            set_tensor(b, d->bd, CUDNN_DATA_FLOAT, 1, s.c, 1, 1);
-}
-
-void dnn_bn_fwd_train(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
-                      float *running_mean, float *running_var, float momentum, float eps, float *y,
-                      float *save_mean, float *save_invstd)
-{
-    cudnn_state *d = DNN(b);
-    if (CX(b)->failed || !set_bn(b, s)) return;
-    ok(b, cudnnBatchNormalizationForwardTraining(d->h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, x, d->xd, y,
-                                                 d->bd, gamma, beta, (double)momentum, running_mean, running_var,
-                                                 (double)eps, save_mean, save_invstd),
-       "cudnnBatchNormalizationForwardTraining");
 }
 
 void dnn_bn_fwd_eval(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
@@ -469,22 +458,4 @@ void dnn_bn_fwd_eval(backend *b, const float *x, shape4 s, const float *gamma, c
     ok(b, cudnnBatchNormalizationForwardInference(d->h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d->xd, x, d->xd, y,
                                                   d->bd, gamma, beta, running_mean, running_var, (double)eps),
        "cudnnBatchNormalizationForwardInference");
-}
-
-/* dx written; dgamma, dbeta added (beta 1 on the parameter gradients).
- * The saved statistics are used, so epsilon only has to be valid (the
- * network's 1e-5). */
-#define BN_EPS 1e-5
-void dnn_bn_bwd(backend *b, const float *x, shape4 s, const float *gamma, const float *save_mean,
-                const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta)
-{
-    cudnn_state *d = DNN(b);
-    if (CX(b)->failed || !set_bn(b, s)) return;
-    if (!dx || !dgamma || !dbeta) {
-        cu_fail(b, "batch norm backward", "needs dx, dgamma and dbeta");
-        return;
-    }
-    ok(b, cudnnBatchNormalizationBackward(d->h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, d->xd, x, d->xd, dy,
-                                          d->xd, dx, d->bd, gamma, dgamma, dbeta, BN_EPS, save_mean, save_invstd),
-       "cudnnBatchNormalizationBackward");
 }

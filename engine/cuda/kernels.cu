@@ -1,7 +1,7 @@
 /* kernels.cu: the CUDA backend's own kernels (see cuda_internal.h): the
  * elementwise helpers of the tape, activations, resampling, concat,
- * quadrants, broadcast products, pooling to vectors, the two losses, AdamW,
- * BF16 conversion and BN folding. Semantics are ops.h's, as ops_misc.c
+ * quadrants, broadcast products, pooling to vectors, training batch norm
+ * (+ReLU), the two losses, AdamW, BF16 conversion and BN folding. Semantics are ops.h's, as ops_misc.c
  * implements them: NCHW float32, same index conventions, backward writes (=)
  * input gradients in full, NULL gradient pointers are skipped.
  *
@@ -18,8 +18,9 @@
  * with __fmul_rn / __fadd_rn (and their double twins), which are never
  * contracted. Sums in float run in the CPU's order; sums in double run in a
  * different order only where a block tree reduces them (mul_channel_bwd's
- * ds, avgpool_*_fwd, mse), which changes nothing above ~1e-16 relative
- * before the result is rounded to float.
+ * ds, avgpool_*_fwd, mse, batch norm), which changes nothing above ~1e-16
+ * relative before the result is rounded to float. Batch norm in training
+ * also differs from the CPU by design (its section says how).
  *
  * Also compiled for the host by tests/cuda_emu/ (a logic test: 256 threads
  * per block emulated with real threads, every k_* checked bitwise against
@@ -35,6 +36,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 static constexpr int THREADS = 256;          /* every launch; a power of two (block_sum) */
 #ifndef FB_CUDA_EMU /* the emulation lowers these so that its small tests wrap grid-stride loops */
@@ -618,6 +620,243 @@ void k_bias_grad_rows(backend *b, const float *dy, int n, int out, float *dbias)
     LAUNCH(bias_grad_rows_kernel, grid_for((size_t)out), dy, (size_t)n, (size_t)out, dbias);
 }
 
+/* ---- batch norm in training mode, with the ReLU that follows it ----
+ *
+ * Our own kernels rather than cuDNN's, for the ReLU: fused into the forward
+ * (no pass of its own) and into backward (the mask read from the output
+ * where the reduction and dx read dy anyway: no relu_bwd pass, no product
+ * written and read again). The arithmetic is batchnorm_fwd_train /
+ * batchnorm_bwd's (ops_conv.c), in double, with two differences, both
+ * below float rounding but for the rare element that lands on a tie:
+ *   - the statistics come from one pass: sums of d = x - K and d^2, K the
+ *     channel's first value (a shift that keeps E[d^2] - E[d]^2 from
+ *     cancelling unless the spread is ~1e-8 of |mean - K|), where the CPU
+ *     makes two passes (the mean, then squared deviations);
+ *   - sums run over BN_CHUNK-value chunks of a channel (a fixed tree each),
+ *     then over the chunks in order: an order fixed by the shape.
+ * Scratch (cx->scratch): the chunks' partial sums [C][P][2], then per
+ * channel the double mean and 1/std (forward) or sum dy, sum dy*xhat and
+ * gamma * invstd / M (backward). */
+
+#ifndef FB_CUDA_EMU
+static constexpr size_t BN_CHUNK = 4096; /* values of a channel one block sums (16 per thread) */
+#endif
+
+/* Chunks per channel for M values, or 0 if C channels do not fit the scratch. */
+static size_t bn_chunks(backend *b, size_t M, size_t C)
+{
+    size_t cap = CX(b)->scratch_n, p = (M + BN_CHUNK - 1) / BN_CHUNK;
+    if (cap < 5 * C) return 0;
+    size_t most = (cap - 3 * C) / (2 * C);
+    if (p > most) p = most;
+    return p < 1 ? 1 : p;
+}
+
+/* The block's sums of every thread's a and of its q, valid in thread 0, in
+ * a fixed two-level order (16 runs of 16 threads, then the 16 runs): three
+ * barriers for both sums where two block_sum trees take eighteen. */
+static_assert(THREADS == 256, "block_sum2 sums 16 runs of 16");
+static __device__ void block_sum2(double *a, double *q)
+{
+    __shared__ double sa[THREADS], sq[THREADS];
+    const unsigned t = threadIdx.x;
+    sa[t] = *a, sq[t] = *q;
+    __syncthreads();
+    if (t < 16) { /* run t: threads 16t .. 16t+15, its sum left in its first slot */
+        double x = sa[16 * t], y = sq[16 * t];
+        for (unsigned i = 1; i < 16; i++) x = __dadd_rn(x, sa[16 * t + i]), y = __dadd_rn(y, sq[16 * t + i]);
+        sa[16 * t] = x, sq[16 * t] = y;
+    }
+    __syncthreads();
+    if (t == 0) {
+        double x = sa[0], y = sq[0];
+        for (unsigned r = 1; r < 16; r++) x = __dadd_rn(x, sa[16 * r]), y = __dadd_rn(y, sq[16 * r]);
+        *a = x, *q = y;
+    }
+    __syncthreads(); /* sa, sq may be reused by the caller's next round */
+}
+
+/* dy, or 0 where a ReLU's output is not > 0 (relu_bwd's values) */
+static __device__ __forceinline__ float through_relu(const float *relu_y, const float *dy, size_t i)
+{
+    return relu_y && !(relu_y[i] > 0.0f) ? 0.0f : dy[i];
+}
+
+/* Per (channel c, chunk p), one block for each in turn: part[2(cP+p)] and
+ * part[2(cP+p)+1] are, over the chunk's values j in [pL, min(pL+L, M)) of
+ * channel c (value j: image j / hw, position j % hw), forward (dy NULL):
+ * sum d and sum d^2, d = x - x[first of c]; backward: sum g and
+ * sum g * (x - mean), g = dy through the ReLU if relu_y is given. */
+template <typename I>
+static __global__ void bn_reduce_kernel(const float *x, const float *dy, const float *relu_y, I hw, I chw, I M, I C,
+                                        I P, I L, const float *mean, double *part)
+{
+    for (I blk = (I)blockIdx.x; blk < C * P; blk += (I)gridDim.x) {
+        const I c = blk / P, p = blk - c * P, j1 = p * L + L < M ? p * L + L : M;
+        const float *xc = x + c * hw;
+        double a = 0.0, q = 0.0;
+        if (!dy) {
+            const double K = (double)xc[0];
+            for (I j = p * L + (I)threadIdx.x; j < j1; j += (I)blockDim.x) {
+                const I n = j / hw, off = n * chw + (j - n * hw);
+                double d = __dsub_rn((double)xc[off], K);
+                a = __dadd_rn(a, d);
+                q = __dadd_rn(q, __dmul_rn(d, d));
+            }
+        } else {
+            const double m = (double)mean[c];
+            for (I j = p * L + (I)threadIdx.x; j < j1; j += (I)blockDim.x) {
+                const I n = j / hw, off = c * hw + n * chw + (j - n * hw);
+                double gv = (double)through_relu(relu_y, dy, off);
+                a = __dadd_rn(a, gv);
+                q = __dadd_rn(q, __dmul_rn(gv, __dsub_rn((double)x[off], m)));
+            }
+        }
+        block_sum2(&a, &q);
+        if (threadIdx.x == 0) part[2 * blk] = a, part[2 * blk + 1] = q;
+    }
+}
+
+/* One thread per channel: the chunks' sums in order, then as
+ * bn_train_channel: mean, biased variance (normalising), unbiased
+ * (running_var), running statistics updated, mean and 1/std saved as
+ * floats and kept in double in chan[2c], chan[2c+1] for the output. */
+static __global__ void bn_stats_kernel(const double *part, size_t C, size_t P, size_t M, const float *x, size_t hw,
+                                       float momentum, float eps, float *running_mean, float *running_var,
+                                       float *save_mean, float *save_invstd, double *chan)
+{
+    FOR_EACH(size_t, c, C)
+    {
+        double s1 = 0.0, s2 = 0.0;
+        for (size_t p = 0; p < P; p++) s1 = __dadd_rn(s1, part[2 * (c * P + p)]);
+        for (size_t p = 0; p < P; p++) s2 = __dadd_rn(s2, part[2 * (c * P + p) + 1]);
+        const double Md = (double)M, m1 = __ddiv_rn(s1, Md), mean = __dadd_rn((double)x[c * hw], m1);
+        double ss = __dsub_rn(s2, __dmul_rn(s1, m1)); /* sum (x - mean)^2 */
+        if (ss < 0.0) ss = 0.0;                       /* rounding; NaN stays NaN */
+        const double var = __ddiv_rn(ss, Md);
+        const double invstd = __ddiv_rn(1.0, __dsqrt_rn(__dadd_rn(var, (double)eps)));
+        const double uvar = M > 1 ? __ddiv_rn(ss, Md - 1.0) : var;
+        const double keep = __dsub_rn(1.0, (double)momentum);
+        if (running_mean)
+            running_mean[c] = (float)__dadd_rn(__dmul_rn(keep, (double)running_mean[c]), __dmul_rn((double)momentum, mean));
+        if (running_var)
+            running_var[c] = (float)__dadd_rn(__dmul_rn(keep, (double)running_var[c]), __dmul_rn((double)momentum, uvar));
+        if (save_mean) save_mean[c] = (float)mean;
+        if (save_invstd) save_invstd[c] = (float)invstd;
+        chan[2 * c] = mean, chan[2 * c + 1] = invstd;
+    }
+}
+
+/* y = (float)(((x - mean) * invstd) * gamma + beta) in double (the
+ * statistics unrounded, as the CPU), ReLU'd with relu_fwd's test */
+template <typename I>
+static __global__ void bn_apply_kernel(const float *x, I hw, I C, const double *chan, const float *gamma,
+                                       const float *beta, int relu, I total, float *y)
+{
+    FOR_EACH(I, e, total)
+    {
+        const I c = (e / hw) % C;
+        double t = __dmul_rn(__dmul_rn(__dsub_rn((double)x[e], chan[2 * c]), chan[2 * c + 1]), (double)gamma[c]);
+        float v = (float)__dadd_rn(t, (double)beta[c]);
+        y[e] = relu && !(v > 0.0f) ? 0.0f : v;
+    }
+}
+
+/* One thread per channel (backward): sdy, sdyx = (sum g (x - mean)) * invstd
+ * into dgamma / dbeta (+=, in float as the CPU) and chan[3c..3c+2] with
+ * k = gamma * invstd / M. */
+static __global__ void bn_grad_kernel(const double *part, size_t C, size_t P, size_t M, const float *gamma,
+                                      const float *invstd, float *dgamma, float *dbeta, double *chan)
+{
+    FOR_EACH(size_t, c, C)
+    {
+        double sdy = 0.0, sdyx = 0.0;
+        for (size_t p = 0; p < P; p++) sdy = __dadd_rn(sdy, part[2 * (c * P + p)]);
+        for (size_t p = 0; p < P; p++) sdyx = __dadd_rn(sdyx, part[2 * (c * P + p) + 1]);
+        const double is = (double)invstd[c];
+        sdyx = __dmul_rn(sdyx, is);
+        if (dgamma) dgamma[c] = __fadd_rn(dgamma[c], (float)sdyx);
+        if (dbeta) dbeta[c] = __fadd_rn(dbeta[c], (float)sdy);
+        chan[3 * c] = sdy, chan[3 * c + 1] = sdyx;
+        chan[3 * c + 2] = __ddiv_rn(__dmul_rn((double)gamma[c], is), (double)M);
+    }
+}
+
+/* dx = (float)(k * ((M * g - sdy) - xhat * sdyx)), g as in bn_reduce_kernel */
+template <typename I>
+static __global__ void bn_dx_kernel(const float *x, const float *dy, const float *relu_y, I hw, I C, I M,
+                                    const float *mean, const float *invstd, const double *chan, I total, float *dx)
+{
+    FOR_EACH(I, e, total)
+    {
+        const I c = (e / hw) % C;
+        double xhat = __dmul_rn(__dsub_rn((double)x[e], (double)mean[c]), (double)invstd[c]);
+        double g = (double)through_relu(relu_y, dy, e);
+        double t = __dsub_rn(__dsub_rn(__dmul_rn((double)M, g), chan[3 * c]), __dmul_rn(xhat, chan[3 * c + 1]));
+        dx[e] = (float)__dmul_rn(chan[3 * c + 2], t);
+    }
+}
+
+/* The reduction's geometry, or 0 (error set) when the channels do not fit. */
+typedef struct {
+    size_t hw, chw, M, C, P, L, total;
+} bn_geom;
+
+static int bn_setup(backend *b, shape4 s, const char *what, bn_geom *g)
+{
+    g->hw = (size_t)s.h * (size_t)s.w, g->C = (size_t)s.c, g->chw = g->C * g->hw, g->M = (size_t)s.n * g->hw;
+    g->total = shape4_numel(s);
+    g->P = bn_chunks(b, g->M, g->C);
+    if (!g->P) {
+        char d[96];
+        snprintf(d, sizeof d, "%zu channels: more than the kernels' scratch holds", g->C);
+        cu_fail(b, what, d);
+        return 0;
+    }
+    g->L = (g->M + g->P - 1) / g->P;
+    return 1;
+}
+
+void k_bn_fwd_train(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
+                    float *running_mean, float *running_var, float momentum, float eps, int relu, float *y,
+                    float *save_mean, float *save_invstd)
+{
+    bn_geom g;
+    if (skip(b, shape4_numel(s))) return;
+    if (!gamma || !beta) {
+        cu_fail(b, "batch norm", "needs gamma and beta");
+        return;
+    }
+    if (!bn_setup(b, s, "batch norm", &g)) return;
+    double *part = CX(b)->scratch, *chan = part + 2 * g.C * g.P;
+    LAUNCH_IDX(g.total, bn_reduce_kernel, grid_items(g.C * g.P), x, (const float *)NULL, (const float *)NULL, g.hw,
+               g.chw, g.M, g.C, g.P, g.L, (const float *)NULL, part);
+    LAUNCH(bn_stats_kernel, grid_for(g.C), (const double *)part, g.C, g.P, g.M, x, g.hw, momentum, eps, running_mean,
+           running_var, save_mean, save_invstd, chan);
+    LAUNCH_IDX(g.total, bn_apply_kernel, grid_for(g.total), x, g.hw, g.C, (const double *)chan, gamma, beta, relu,
+               g.total, y);
+}
+
+void k_bn_bwd(backend *b, const float *x, shape4 s, const float *gamma, const float *save_mean,
+              const float *save_invstd, const float *relu_y, const float *dy, float *dx, float *dgamma, float *dbeta)
+{
+    bn_geom g;
+    if (skip(b, shape4_numel(s)) || (!dx && !dgamma && !dbeta)) return;
+    if (!gamma || !save_mean || !save_invstd) {
+        cu_fail(b, "batch norm backward", "needs gamma and the saved statistics");
+        return;
+    }
+    if (!bn_setup(b, s, "batch norm backward", &g)) return;
+    double *part = CX(b)->scratch, *chan = part + 2 * g.C * g.P;
+    LAUNCH_IDX(g.total, bn_reduce_kernel, grid_items(g.C * g.P), x, dy, relu_y, g.hw, g.chw, g.M, g.C, g.P, g.L,
+               save_mean, part);
+    LAUNCH(bn_grad_kernel, grid_for(g.C), (const double *)part, g.C, g.P, g.M, gamma, save_invstd, dgamma, dbeta,
+           chan);
+    if (dx)
+        LAUNCH_IDX(g.total, bn_dx_kernel, grid_for(g.total), x, dy, relu_y, g.hw, g.C, g.M, save_mean, save_invstd,
+                   (const double *)chan, g.total, dx);
+}
+
 /* ---- losses ---- */
 
 /* One block. softmax_ce of ops_misc.c: labels checked first (any outside
@@ -712,7 +951,6 @@ static __global__ void mse_final_kernel(const double *part, unsigned nb, size_t 
 void k_mse(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss)
 {
     if (CX(b)->failed) return;
-    cudaStream_t st = CX(b)->stream;
     if (n == 0) { /* mean of nothing: NaN, nothing else written */
         LAUNCH(mse_final_kernel, 1, (const double *)NULL, 0u, (size_t)0, loss);
         return;
@@ -721,13 +959,14 @@ void k_mse(backend *b, const float *a, const float *target, size_t n, float scal
      * is the same on every run and every device. */
     size_t nb = (n + THREADS - 1) / THREADS;
     if (nb > MSE_BLOCKS) nb = MSE_BLOCKS;
+    if (nb > CX(b)->scratch_n) { /* never on CUDA: the scratch holds more than MSE_BLOCKS */
+        cu_fail(b, "k_mse", "the kernels' scratch is smaller than the partial sums");
+        return;
+    }
     const double f = 2.0 * (double)scale / (double)n; /* as ops_misc.c */
-    double *part = NULL;
-    /* stream-ordered scratch: freed after the kernels that use it */
-    if (cu_check(b, cudaMallocAsync((void **)&part, nb * sizeof(double), st), "k_mse: cudaMallocAsync")) return;
+    double *part = CX(b)->scratch;                   /* free again once the final kernel has run: one stream */
     LAUNCH(mse_partial_kernel, (unsigned)nb, a, target, n, f, da, part);
     LAUNCH(mse_final_kernel, 1, (const double *)part, (unsigned)nb, n, loss);
-    cu_check(b, cudaFreeAsync(part, st), "k_mse: cudaFreeAsync");
 }
 
 /* ---- AdamW: optim.c's adamw_range on elements whose mask byte is set ---- */

@@ -10,6 +10,12 @@
 
 #include "../backend.h"
 
+/* Device scratch (doubles) the backend gives the kernels (cx->scratch) for
+ * the partial sums of mse and batch norm: 1 MiB, allocated once, so that no
+ * kernel allocates (graph recording forbids it). Used by one call at a time:
+ * everything runs on one stream. */
+#define K_SCRATCH_DOUBLES ((size_t)1 << 17)
+
 /* ---- kernels.cu: each launches on cx->stream and checks the launch ---- */
 void k_fill(backend *b, float *y, float v, size_t n);
 void k_copy(backend *b, float *y, const float *x, size_t n);
@@ -42,6 +48,15 @@ void k_bias_grad_rows(backend *b, const float *dy, int n, int out, float *dbias)
 void k_softmax_ce(backend *b, const float *logits, int n, int k, const int32_t *labels, float scale, float *dlogits,
                   float *loss);
 void k_mse(backend *b, const float *a, const float *target, size_t n, float scale, float *da, float *loss);
+/* Training-mode batch norm with its ReLU fused (relu != 0; backward through
+ * it given relu_y, the forward's output), ops.h's batchnorm_fwd_train /
+ * batchnorm_bwd; gamma and beta are required, and backward needs the saved
+ * statistics. */
+void k_bn_fwd_train(backend *b, const float *x, shape4 s, const float *gamma, const float *beta,
+                    float *running_mean, float *running_var, float momentum, float eps, int relu, float *y,
+                    float *save_mean, float *save_invstd);
+void k_bn_bwd(backend *b, const float *x, shape4 s, const float *gamma, const float *save_mean,
+              const float *save_invstd, const float *relu_y, const float *dy, float *dx, float *dgamma, float *dbeta);
 void k_adamw(backend *b, float *w, const float *grad, float *m, float *v, const uint8_t *mask, size_t total,
              const adamw_coef *k);
 /* FP32 <-> BF16 (round to nearest even), and BN folded into conv weights for

@@ -33,8 +33,8 @@ emu_dim3 blockDim, gridDim;
 size_t emu_idx_limit = (size_t)1 << 31;
 size_t emu_max_blocks = 65535;
 size_t emu_mse_blocks = 1024;
+size_t emu_bn_chunk = 4096;
 unsigned long emu_launches;
-int emu_malloc_fail;
 long emu_live_allocs;
 int emu_strict;
 long emu_violations;
@@ -488,17 +488,11 @@ void emu_trim(void)
     kept_bytes = 0;
 }
 
-/* emu_malloc_fail: the next allocation fails (the test of k_mse's error path). */
 cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t)
 {
     if (cudaError_t e = emu_capture_forbids("cudaMallocAsync")) {
         *p = NULL;
         return e;
-    }
-    if (emu_malloc_fail) {
-        emu_malloc_fail = 0;
-        *p = NULL;
-        return cudaErrorMemoryAllocation;
     }
     if (!bytes) bytes = 1;
     if (!(*p = reuse(bytes)) && !(*p = malloc(bytes))) return cudaErrorMemoryAllocation;

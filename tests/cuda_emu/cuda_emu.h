@@ -13,10 +13,10 @@
  * order of operations, reductions, barriers), not the device's math library.
  *
  * Knobs for the test: emu_idx_limit (LAUNCH_IDX takes the 32-bit path below
- * it; 0 forces size_t), emu_max_blocks / emu_mse_blocks (kernels.cu's
- * MAX_BLOCKS / MSE_BLOCKS: small values make grid-stride loops wrap in small
- * tests), emu_launches (kernels run so far), emu_malloc_fail and
- * emu_live_allocs (scratch memory). */
+ * it; 0 forces size_t), emu_max_blocks / emu_mse_blocks / emu_bn_chunk
+ * (kernels.cu's MAX_BLOCKS / MSE_BLOCKS / BN_CHUNK: small values make
+ * grid-stride loops wrap and channels split in small tests), emu_launches (kernels run so far) and
+ * emu_live_allocs (device memory not yet freed: kernels allocate none). */
 #ifndef FB_CUDA_EMU_H
 #define FB_CUDA_EMU_H
 
@@ -29,9 +29,12 @@ typedef struct {
     cudaStream_t stream;
     int failed;
     char err[256];
+    double *scratch; /* the backend's K_SCRATCH_DOUBLES (the test may give less) */
+    size_t scratch_n;
 } cuda_ctx;
 static inline cuda_ctx *CX(backend *b) { return (cuda_ctx *)b->ctx; }
 /* As backend_cuda.cu: records the first error (sticky); 1 if e is one. */
 int cu_check(backend *b, cudaError_t e, const char *what);
+int cu_fail(backend *b, const char *what, const char *detail);
 
 #endif

@@ -1043,74 +1043,6 @@ static int bn_checks(const char *api, cudnnBatchNormMode_t mode, cudnnTensorDesc
     return 1;
 }
 
-/* Per channel of x: mean and biased variance (double). */
-static void channel_stats(const float *x, const emu_tensor *d, std::vector<double> &mean, std::vector<double> &var)
-{
-    size_t plane = (size_t)d->h * d->w, m = plane * d->n;
-    mean.assign(d->c, 0.0), var.assign(d->c, 0.0);
-    for (int c = 0; c < d->c; c++) {
-        double s = 0, q = 0;
-        for (int n = 0; n < d->n; n++)
-            for (size_t i = 0; i < plane; i++) s += x[((size_t)n * d->c + c) * plane + i];
-        s /= (double)m;
-        for (int n = 0; n < d->n; n++)
-            for (size_t i = 0; i < plane; i++) {
-                double e = x[((size_t)n * d->c + c) * plane + i] - s;
-                q += e * e;
-            }
-        mean[c] = s, var[c] = q / (double)m;
-    }
-}
-
-cudnnStatus_t cudnnBatchNormalizationForwardTraining(
-    cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha, const void *beta, cudnnTensorDescriptor_t xd,
-    const void *x, cudnnTensorDescriptor_t yd, void *y, cudnnTensorDescriptor_t bnd, const void *scale,
-    const void *bias, double factor, void *running_mean, void *running_var, double eps, void *save_mean,
-    void *save_invvar)
-{
-    const char *api = "cudnnBatchNormalizationForwardTraining";
-    if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
-    if (!bn_checks(api, mode, xd, yd, bnd, eps)) return CUDNN_STATUS_BAD_PARAM;
-    size_t nx = elems(xd) * 4, nc = (size_t)xd->c * 4;
-    if (!device_operand(api, "x", x, nx) || !device_operand(api, "y", y, nx) ||
-        !device_operand(api, "scale", scale, nc) || !device_operand(api, "bias", bias, nc) ||
-        (running_mean && !device_operand(api, "running mean", running_mean, nc)) ||
-        (running_var && !device_operand(api, "running variance", running_var, nc)) ||
-        (save_mean && !device_operand(api, "saved mean", save_mean, nc)) ||
-        (save_invvar && !device_operand(api, "saved inverse std", save_invvar, nc)) || !emu_is_host(alpha, 4) ||
-        !emu_is_host(beta, 4) || !no_overlap(api, "x", x, nx, "y", y, nx))
-        return CUDNN_STATUS_BAD_PARAM;
-    if (!running_mean != !running_var || !save_mean != !save_invvar) {
-        emu_violation("%s: running (or saved) mean and variance must both be given or both be NULL", api);
-        return CUDNN_STATUS_BAD_PARAM;
-    }
-    const double al = *(const float *)alpha, be = *(const float *)beta;
-    const emu_tensor X = *xd;
-    return run(api, [=] {
-        std::vector<double> mean, var;
-        channel_stats((const float *)x, &X, mean, var);
-        size_t plane = (size_t)X.h * X.w, m = plane * X.n;
-        const float *xf = (const float *)x, *g = (const float *)scale, *b = (const float *)bias;
-        float *yf = (float *)y;
-        for (int c = 0; c < X.c; c++) {
-            double inv = 1.0 / sqrt(var[c] + eps);
-            for (int n = 0; n < X.n; n++)
-                for (size_t i = 0; i < plane; i++) {
-                    size_t j = ((size_t)n * X.c + c) * plane + i;
-                    double v = g[c] * (xf[j] - mean[c]) * inv + b[c];
-                    yf[j] = (float)(al * v + (be != 0 ? be * yf[j] : 0.0));
-                }
-            if (running_mean) {
-                float *rm = (float *)running_mean, *rv = (float *)running_var;
-                double unbiased = m > 1 ? var[c] * (double)m / (double)(m - 1) : var[c];
-                rm[c] = (float)((1.0 - factor) * rm[c] + factor * mean[c]);
-                rv[c] = (float)((1.0 - factor) * rv[c] + factor * unbiased);
-            }
-            if (save_mean) ((float *)save_mean)[c] = (float)mean[c], ((float *)save_invvar)[c] = (float)inv;
-        }
-    });
-}
-
 cudnnStatus_t cudnnBatchNormalizationForwardInference(cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha,
                                                       const void *beta, cudnnTensorDescriptor_t xd, const void *x,
                                                       cudnnTensorDescriptor_t yd, void *y,
@@ -1142,60 +1074,6 @@ cudnnStatus_t cudnnBatchNormalizationForwardInference(cudnnHandle_t h, cudnnBatc
                     double v = g[c] * (xf[j] - mu[c]) * inv + b[c];
                     yf[j] = (float)(al * v + (be != 0 ? be * yf[j] : 0.0));
                 }
-        }
-    });
-}
-
-cudnnStatus_t cudnnBatchNormalizationBackward(cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha_data,
-                                              const void *beta_data, const void *alpha_param,
-                                              const void *beta_param, cudnnTensorDescriptor_t xd, const void *x,
-                                              cudnnTensorDescriptor_t dyd, const void *dy,
-                                              cudnnTensorDescriptor_t dxd, void *dx, cudnnTensorDescriptor_t bnd,
-                                              const void *scale, void *dscale, void *dbias, double eps,
-                                              const void *save_mean, const void *save_invvar)
-{
-    const char *api = "cudnnBatchNormalizationBackward";
-    if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
-    if (!bn_checks(api, mode, xd, dyd, bnd, eps) || !bn_checks(api, mode, xd, dxd, bnd, eps))
-        return CUDNN_STATUS_BAD_PARAM;
-    size_t nx = elems(xd) * 4, nc = (size_t)xd->c * 4;
-    if (!device_operand(api, "x", x, nx) || !device_operand(api, "dy", dy, nx) || !device_operand(api, "dx", dx, nx) ||
-        !device_operand(api, "scale", scale, nc) || !device_operand(api, "dscale", dscale, nc) ||
-        !device_operand(api, "dbias", dbias, nc) || !no_overlap(api, "x", x, nx, "dx", dx, nx) ||
-        !no_overlap(api, "dy", dy, nx, "dx", dx, nx) || !emu_is_host(alpha_data, 4) || !emu_is_host(beta_data, 4) ||
-        !emu_is_host(alpha_param, 4) || !emu_is_host(beta_param, 4))
-        return CUDNN_STATUS_BAD_PARAM;
-    if (!save_mean != !save_invvar || (save_mean && (!device_operand(api, "saved mean", save_mean, nc) ||
-                                                      !device_operand(api, "saved inverse std", save_invvar, nc))))
-        return CUDNN_STATUS_BAD_PARAM;
-    const double ad = *(const float *)alpha_data, bd = *(const float *)beta_data;
-    const double ap = *(const float *)alpha_param, bp = *(const float *)beta_param;
-    const emu_tensor X = *xd;
-    return run(api, [=] {
-        std::vector<double> mean, var;
-        channel_stats((const float *)x, &X, mean, var);
-        size_t plane = (size_t)X.h * X.w, m = plane * X.n;
-        const float *xf = (const float *)x, *dyf = (const float *)dy, *g = (const float *)scale;
-        float *dxf = (float *)dx, *dg = (float *)dscale, *db = (float *)dbias;
-        for (int c = 0; c < X.c; c++) {
-            double mu = save_mean ? ((const float *)save_mean)[c] : mean[c];
-            double inv = save_mean ? ((const float *)save_invvar)[c] : 1.0 / sqrt(var[c] + eps);
-            double sdy = 0, sdyx = 0;
-            for (int n = 0; n < X.n; n++)
-                for (size_t i = 0; i < plane; i++) {
-                    size_t j = ((size_t)n * X.c + c) * plane + i;
-                    sdy += dyf[j];
-                    sdyx += dyf[j] * (xf[j] - mu) * inv;
-                }
-            for (int n = 0; n < X.n; n++)
-                for (size_t i = 0; i < plane; i++) {
-                    size_t j = ((size_t)n * X.c + c) * plane + i;
-                    double xhat = (xf[j] - mu) * inv;
-                    double v = g[c] * inv / (double)m * ((double)m * dyf[j] - sdy - xhat * sdyx);
-                    dxf[j] = (float)(ad * v + (bd != 0 ? bd * dxf[j] : 0.0));
-                }
-            dg[c] = (float)(ap * sdyx + (bp != 0 ? bp * dg[c] : 0.0));
-            db[c] = (float)(ap * sdy + (bp != 0 ? bp * db[c] : 0.0));
         }
     });
 }

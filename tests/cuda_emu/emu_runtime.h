@@ -123,8 +123,8 @@ static inline uint32_t __float_as_uint(float f)
 extern size_t emu_idx_limit;             /* default 2^31, as kernels.cu's LAUNCH_IDX */
 extern size_t emu_max_blocks;            /* default 65535 */
 extern size_t emu_mse_blocks;            /* default 1024 */
+extern size_t emu_bn_chunk;              /* default 4096: values of a channel one batch-norm block sums */
 extern unsigned long emu_launches;
-extern int emu_malloc_fail;              /* 1: the next cudaMallocAsync fails */
 void emu_trim(void);                     /* frees the blocks kept for reuse (cudaMemPoolTrimTo) */
 extern long emu_live_allocs;             /* cudaMallocAsync blocks not yet freed */
 /* With emu_strict (the whole-backend emulation), memory operations check
@@ -141,6 +141,7 @@ void emu_violation(const char *fmt, ...);
 extern long emu_violations;
 #define MAX_BLOCKS emu_max_blocks
 #define MSE_BLOCKS emu_mse_blocks
+#define BN_CHUNK emu_bn_chunk
 
 /* Runs body once per thread of each of `grid` blocks of `threads`; a bad
  * configuration (as CUDA's: no blocks, more than 2^31-1, more than 1024

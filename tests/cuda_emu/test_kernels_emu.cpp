@@ -2,7 +2,7 @@
  * unchanged for the host over the CUDA emulation of cuda_emu.h (256 real
  * threads per block, so barriers and the shared-memory trees run for real),
  * each k_* function checked BITWISE against the CPU reference: ops_misc.c,
- * ops_conv.c's linear_bwd and batchnorm_fwd_eval, and the CPU backend's
+ * ops_conv.c's linear_bwd and batch norm, and the CPU backend's
  * tape helpers and AdamW (optim.c), or a small reference written here where
  * the CPU has none (bias_add_rows, BF16 casts, fold_bn's documented formula).
  * Any change to kernels.cu is checked by `make test` without a GPU, in the
@@ -21,10 +21,10 @@
  * carry NaNs with payloads, infinities, signed zeros and subnormals (those
  * of sums only finite ones: see with_finite_specials). Then, once: a failed
  * backend (sticky error) runs nothing, empty work launches nothing, and
- * k_mse reports a failed scratch allocation.
+ * a scratch too small for the partial sums is refused.
  *
  * Bitwise equality is what kernels.cu promises on the host's arithmetic.
- * Three sums (mul_channel_bwd's ds, avgpool_*_fwd, mse) add doubles in a
+ * Four sums (mul_channel_bwd's ds, avgpool_*_fwd, mse, batch norm's) add doubles in a
  * block-tree order instead of the CPU's: with the fixed data here they
  * round to the same float, as kernels.cu's header says they do (a 1-ulp
  * difference there after a change of data would be that, not a bug).
@@ -58,17 +58,29 @@ static backend emu_b; /* kernels.cu over the emulation */
 static backend *E = &emu_b;
 static backend *cpu; /* the reference (backend_cpu.c) */
 
-/* backend_cuda.cu's cu_check, for kernels.cu alone: records the first error (sticky). */
-int cu_check(backend *b, cudaError_t e, const char *what)
+/* backend_cuda.cu's cu_fail and cu_check, which kernels.cu calls: the
+ * first error is kept (sticky). The test stands in for that file, which
+ * needs the whole emulated runtime. */
+int cu_fail(backend *b, const char *what, const char *detail)
 {
-    if (e == cudaSuccess) return 0;
     cuda_ctx *cx = CX(b);
     if (!cx->failed) {
         cx->failed = 1;
-        snprintf(cx->err, sizeof cx->err, "%s: emulated CUDA error %d", what, (int)e);
+        snprintf(cx->err, sizeof cx->err, "%s: %s", what, detail);
     }
     return 1;
 }
+int cu_check(backend *b, cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess) return 0;
+    char detail[48];
+    snprintf(detail, sizeof detail, "emulated CUDA error %d", (int)e);
+    return cu_fail(b, what, detail);
+}
+
+/* backend_cuda.cu allocates the kernels' scratch once; so does this test. */
+static std::vector<double> emu_scratch(K_SCRATCH_DOUBLES);
+static void scratch_full(void) { emu_cx.scratch = emu_scratch.data(), emu_cx.scratch_n = emu_scratch.size(); }
 
 /* ---- results ---- */
 
@@ -603,6 +615,52 @@ static void t_mse(void)
     expect_same("da", de, dr);
 }
 
+/* ---- batch norm in training mode (+ ReLU) ----
+ * Against batchnorm_fwd_train and batchnorm_bwd, bitwise: statistics,
+ * running statistics, output, gradients (the statistics come from one pass
+ * from a shifted origin and the double sums run in another order: below
+ * float rounding with this data, as kernels.cu says). Backward runs from
+ * the kernel's own forward, its output as relu_y on both sides. */
+static void bn_case(shape4 s, int relu, float offset)
+{
+    const size_t n = shape4_numel(s), C = (size_t)s.c;
+    auto x = with_finite_specials(randv(n)), dy = with_finite_specials(randv(n));
+    for (auto &v : x) v += offset;
+    auto g = randv(C, 0.5f, 1.5f), bt = randv(C, -0.5f, 0.5f), rm0 = randv(C), rv0 = randv(C, 0.5f, 1.5f);
+    gbuf<float> ye(n), yr(n), sme(C), smr(C), sie(C), sir(C), rme(rm0), rmr(rm0), rve(rv0), rvr(rv0);
+    k_bn_fwd_train(E, x.data(), s, g.data(), bt.data(), rme.p(), rve.p(), 0.1f, 1e-5f, relu, ye.p(), sme.p(),
+                   sie.p());
+    batchnorm_fwd_train(x.data(), s, g.data(), bt.data(), rmr.p(), rvr.p(), 0.1f, 1e-5f, relu, yr.p(), smr.p(),
+                        sir.p());
+    expect_same("save_mean", sme, smr), expect_same("save_invstd", sie, sir);
+    expect_same("running_mean", rme, rmr), expect_same("running_var", rve, rvr);
+    expect_same("y", ye, yr);
+    for (int want = 1; want < 4; want++) { /* dx, and dgamma with dbeta, each on or NULL (not both NULL) */
+        gbuf<float> dxe(n), dxr(n), dge(g), dgr(g), dbe(bt), dbr(bt); /* gradients ADD: start from values */
+        const float *ry = relu ? ye.p() : NULL;
+        k_bn_bwd(E, x.data(), s, g.data(), sme.p(), sie.p(), ry, dy.data(), on(dxe, want & 1), on(dge, want & 2),
+                 on(dbe, want & 2));
+        batchnorm_bwd(x.data(), s, g.data(), sme.p(), sie.p(), ry, dy.data(), on(dxr, want & 1), on(dgr, want & 2),
+                      on(dbr, want & 2));
+        expect_same("dx", dxe, dxr), expect_same("dgamma", dge, dgr), expect_same("dbeta", dbe, dbr);
+    }
+}
+
+static void t_bn_train(void)
+{
+    for (shape4 s : SHAPES)
+        for (int relu = 0; relu < 2; relu++) {
+            AT("x %s%s", shape_str(s), relu ? " +relu" : "");
+            bn_case(s, relu, 0.0f);
+        }
+    /* a mean far from 0 (the shift keeps the variance from cancelling), and
+     * channels of more than one chunk */
+    for (shape4 s : {shape4{3, 2, 37, 41}, shape4{2, 3, 64, 40}}) {
+        AT("x %s +relu, offset 1000", shape_str(s));
+        bn_case(s, 1, 1000.0f);
+    }
+}
+
 /* ---- AdamW: the CPU backend's (adamw_range on the masked elements) ---- */
 
 static void t_adamw(void)
@@ -813,7 +871,7 @@ static void t_fold_bn(void)
         }
 }
 
-/* ---- the runtime contract: sticky errors, empty work, k_mse's scratch ---- */
+/* ---- the runtime contract: sticky errors, empty work, the kernels' scratch ---- */
 
 /* Every k_* once, with a little work each. */
 static void call_every_kernel(float *out, int32_t *iout, uint16_t *hout)
@@ -842,6 +900,8 @@ static void call_every_kernel(float *out, int32_t *iout, uint16_t *hout)
     k_to_bf16(E, in, 4, hout), k_from_bf16(E, hin, 4, out), k_acc_bf16(E, out, hin, 4);
     k_fold_bn(E, in, 2, 2, in, in, in, in, 1e-5f, out, out + 4);
     k_bf16_epilogue(E, hin, s, in, 1, out), k_bias_act(E, out, s, in, 1);
+    k_bn_fwd_train(E, in, s, in, in, out, out + 4, 0.1f, 1e-5f, 1, out + 8, out + 12, out + 13);
+    k_bn_bwd(E, in, s, in, in, in, in, in, out, out + 4, out + 5);
 }
 
 static void t_sticky_error(void)
@@ -882,21 +942,46 @@ static void t_empty(void)
     k_bias_grad_rows(E, in, 0, 4, out.p()), k_bias_grad_rows(E, in, 4, 4, NULL);
     k_fold_bn(E, in, 0, 4, in, in, in, in, 1e-5f, out.p(), out.p());
     k_bf16_epilogue(E, (const uint16_t *)iout.p(), z, in, 1, out.p()), k_bias_act(E, out.p(), z, in, 1);
+    k_bn_fwd_train(E, in, z, in, in, out.p(), out.p(), 0.1f, 1e-5f, 1, out.p(), out.p(), out.p());
+    k_bn_bwd(E, in, z, in, in, in, in, in, out.p(), out.p(), out.p());
+    k_bn_bwd(E, in, thin, in, in, in, in, in, NULL, NULL, NULL); /* no gradient wanted */
     if (emu_launches != before) fail("%lu kernels ran with nothing to do", emu_launches - before);
     expect_same("out", out, out0), expect_same("argmax", iout, iout0);
 }
 
-/* k_mse's scratch allocation fails: error reported, nothing written, nothing leaked. */
-static void t_mse_alloc_failure(void)
+/* The kernels' scratch too small for the partial sums (never with the
+ * backend's K_SCRATCH_DOUBLES, which holds mse's MSE_BLOCKS and 4096
+ * channels' batch norm): refused with a reason, nothing run or written. */
+static void t_scratch_too_small(void)
 {
-    AT("cudaMallocAsync fails");
-    auto a = randv(300);
-    gbuf<float> da(300), da0(300), loss(1), loss0(1);
-    emu_malloc_fail = 1;
-    k_mse(E, a.data(), a.data(), 300, 1.0f, da.p(), loss.p());
-    if (!emu_cx.failed || !strstr(emu_cx.err, "k_mse")) fail("no error recorded (err \"%s\")", emu_cx.err);
-    emu_cx.failed = 0, emu_cx.err[0] = 0;
-    expect_same("da", da, da0), expect_same("loss", loss, loss0);
+    auto a = randv(3000);
+    const shape4 s = {2, 3, 10, 10};
+    gbuf<float> da(3000), da0(3000), loss(1), loss0(1), y(600), y0(600), st(3), st0(3);
+    struct {
+        const char *what, *err;
+        std::function<void()> call;
+    } cases[] = {
+        {"k_mse, 12 partial sums in 11", "k_mse", [&] { k_mse(E, a.data(), a.data(), 3000, 1.0f, da.p(), loss.p()); }},
+        {"k_bn_fwd_train, 3 channels in 14", "3 channels",
+         [&] {
+             k_bn_fwd_train(E, a.data(), s, a.data(), a.data(), st.p(), st.p(), 0.1f, 1e-5f, 1, y.p(), st.p(),
+                            st.p());
+         }},
+        {"k_bn_bwd, 3 channels in 14", "3 channels",
+         [&] { k_bn_bwd(E, a.data(), s, a.data(), a.data(), a.data(), NULL, a.data(), y.p(), st.p(), st.p()); }},
+    };
+    for (auto &c : cases) {
+        AT("%s", c.what);
+        emu_cx.scratch_n = c.err[0] == 'k' ? 11 : 14;
+        unsigned long before = emu_launches;
+        c.call();
+        if (!emu_cx.failed || !strstr(emu_cx.err, c.err)) fail("no error naming \"%s\" (err \"%s\")", c.err, emu_cx.err);
+        if (emu_launches != before) fail("%lu kernels ran", emu_launches - before);
+        emu_cx.failed = 0, emu_cx.err[0] = 0;
+    }
+    scratch_full();
+    expect_same("da", da, da0), expect_same("loss", loss, loss0), expect_same("y", y, y0);
+    expect_same("statistics", st, st0);
 }
 
 /* The emulation's check of copies from page-locked memory (which run later
@@ -1026,23 +1111,24 @@ static const test_case KERNEL_CASES[] = {
     {"k_bias_act (bias, ReLU, in place)", t_bias_act},
     {"k_bf16_epilogue (cast, bias, ReLU)", t_bf16_epilogue},
     {"k_fold_bn", t_fold_bn},
+    {"k_bn_fwd_train, k_bn_bwd (ReLU fused; NULL gradients)", t_bn_train},
 };
 static const test_case RUNTIME_CASES[] = {
     {"failed backend (sticky error): every k_* is a no-op", t_sticky_error},
     {"nothing to do: no launch, nothing written", t_empty},
-    {"k_mse: scratch allocation failure is reported, nothing written", t_mse_alloc_failure},
+    {"kernels' scratch too small: refused with a reason, nothing run", t_scratch_too_small},
     {"page-locked memory: a source rewritten before the synchronisation is reported", t_pinned_race},
     {"graphs: recorded work runs at each launch; capture errors; stale launches refused", t_graph},
 };
 
 struct config {
     const char *tag;
-    size_t idx_limit, max_blocks, mse_blocks;
+    size_t idx_limit, max_blocks, mse_blocks, bn_chunk;
 };
 static const config CONFIGS[] = {
-    {"", (size_t)1 << 31, 65535, 1024},
-    {" [size_t indices: emu_idx_limit 0]", 0, 65535, 1024},
-    {" [grids of <= 3 blocks: loops wrap]", (size_t)1 << 31, 3, 3},
+    {"", (size_t)1 << 31, 65535, 1024, 4096},
+    {" [size_t indices: emu_idx_limit 0]", 0, 65535, 1024, 4096},
+    {" [grids of <= 3 blocks: loops wrap; BN chunks of 37 values]", (size_t)1 << 31, 3, 3, 37},
 };
 
 static int tap_n, tap_failed;
@@ -1053,7 +1139,7 @@ static void run(const test_case &c, const char *tag)
     emu_cx.failed = 0, emu_cx.err[0] = 0;
     c.fn();
     if (emu_cx.failed) case_failed++, diag("backend error: %s", emu_cx.err);
-    if (emu_live_allocs) case_failed++, diag("%ld scratch allocations not freed", emu_live_allocs);
+    if (emu_live_allocs) case_failed++, diag("%ld device allocations left (kernels.cu allocates none)", emu_live_allocs);
     printf("%s %d - %s%s\n", case_failed ? "not ok" : "ok", ++tap_n, c.name, tag);
     fflush(stdout);
     tap_failed += case_failed != 0;
@@ -1072,12 +1158,14 @@ int main(void)
     }
     emu_b.name = "cuda-emu";
     emu_b.ctx = &emu_cx;
+    scratch_full();
     for (const config &cf : CONFIGS) {
         emu_idx_limit = cf.idx_limit, emu_max_blocks = cf.max_blocks, emu_mse_blocks = cf.mse_blocks;
+        emu_bn_chunk = cf.bn_chunk;
         for (const test_case &c : KERNEL_CASES) run(c, cf.tag);
     }
     emu_idx_limit = CONFIGS[0].idx_limit, emu_max_blocks = CONFIGS[0].max_blocks;
-    emu_mse_blocks = CONFIGS[0].mse_blocks;
+    emu_mse_blocks = CONFIGS[0].mse_blocks, emu_bn_chunk = CONFIGS[0].bn_chunk;
     for (const test_case &c : RUNTIME_CASES) run(c, "");
     printf("# %lu kernel launches emulated\n", emu_launches);
     cpu->destroy(cpu);

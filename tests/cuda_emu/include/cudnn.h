@@ -175,23 +175,10 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t dyd,
                                            const void *dy, const void *beta, cudnnTensorDescriptor_t dbd, void *db);
 
-cudnnStatus_t cudnnBatchNormalizationForwardTraining(
-    cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha, const void *beta, cudnnTensorDescriptor_t xd,
-    const void *x, cudnnTensorDescriptor_t yd, void *y, cudnnTensorDescriptor_t bnd, const void *scale,
-    const void *bias, double factor, void *running_mean, void *running_var, double eps, void *save_mean,
-    void *save_invvar);
 cudnnStatus_t cudnnBatchNormalizationForwardInference(cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha,
                                                       const void *beta, cudnnTensorDescriptor_t xd, const void *x,
                                                       cudnnTensorDescriptor_t yd, void *y,
                                                       cudnnTensorDescriptor_t bnd, const void *scale,
                                                       const void *bias, const void *mean, const void *var,
                                                       double eps);
-cudnnStatus_t cudnnBatchNormalizationBackward(cudnnHandle_t h, cudnnBatchNormMode_t mode, const void *alpha_data,
-                                              const void *beta_data, const void *alpha_param,
-                                              const void *beta_param, cudnnTensorDescriptor_t xd, const void *x,
-                                              cudnnTensorDescriptor_t dyd, const void *dy,
-                                              cudnnTensorDescriptor_t dxd, void *dx, cudnnTensorDescriptor_t bnd,
-                                              const void *scale, void *dscale, void *dbias, double eps,
-                                              const void *save_mean, const void *save_invvar);
-
 #endif
