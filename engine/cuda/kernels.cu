@@ -717,19 +717,33 @@ static __global__ void bn_reduce_kernel(const float *x, const float *dy, const f
     }
 }
 
-/* One thread per channel: the chunks' sums in order, then as
- * bn_train_channel: mean, biased variance (normalising), unbiased
- * (running_var), running statistics updated, mean and 1/std saved as
- * floats and kept in double in chan[2c], chan[2c+1] for the output. */
+/* Channel c's two sums over its P chunks, valid in thread 0: thread t adds
+ * chunks t, t + THREADS, ..., then block_sum2 (an order fixed by P). A
+ * block per channel rather than a thread: P is ~200 at batch 16 and 224
+ * pixels, too long a chain of dependent loads for one thread. */
+static __device__ void chunk_sums(const double *part, size_t c, size_t P, double *s1, double *s2)
+{
+    double a = 0.0, q = 0.0;
+    for (size_t p = threadIdx.x; p < P; p += blockDim.x) {
+        a = __dadd_rn(a, part[2 * (c * P + p)]);
+        q = __dadd_rn(q, part[2 * (c * P + p) + 1]);
+    }
+    block_sum2(&a, &q);
+    *s1 = a, *s2 = q;
+}
+
+/* One block per channel: its sums, then (thread 0) as bn_train_channel:
+ * mean, biased variance (normalising), unbiased (running_var), running
+ * statistics updated, mean and 1/std saved as floats and kept in double in
+ * chan[2c], chan[2c+1] for the output. */
 static __global__ void bn_stats_kernel(const double *part, size_t C, size_t P, size_t M, const float *x, size_t hw,
                                        float momentum, float eps, float *running_mean, float *running_var,
                                        float *save_mean, float *save_invstd, double *chan)
 {
-    FOR_EACH(size_t, c, C)
-    {
-        double s1 = 0.0, s2 = 0.0;
-        for (size_t p = 0; p < P; p++) s1 = __dadd_rn(s1, part[2 * (c * P + p)]);
-        for (size_t p = 0; p < P; p++) s2 = __dadd_rn(s2, part[2 * (c * P + p) + 1]);
+    for (size_t c = blockIdx.x; c < C; c += gridDim.x) {
+        double s1, s2;
+        chunk_sums(part, c, P, &s1, &s2);
+        if (threadIdx.x != 0) continue; /* every thread has passed the barriers of this round */
         const double Md = (double)M, m1 = __ddiv_rn(s1, Md), mean = __dadd_rn((double)x[c * hw], m1);
         double ss = __dsub_rn(s2, __dmul_rn(s1, m1)); /* sum (x - mean)^2 */
         if (ss < 0.0) ss = 0.0;                       /* rounding; NaN stays NaN */
@@ -762,17 +776,16 @@ static __global__ void bn_apply_kernel(const float *x, I hw, I C, const double *
     }
 }
 
-/* One thread per channel (backward): sdy, sdyx = (sum g (x - mean)) * invstd
- * into dgamma / dbeta (+=, in float as the CPU) and chan[3c..3c+2] with
- * k = gamma * invstd / M. */
+/* One block per channel (backward): its sums sdy and sum g (x - mean), then
+ * (thread 0) sdyx = that * invstd into dgamma / dbeta (+=, in float as the
+ * CPU) and chan[3c..3c+2] with k = gamma * invstd / M. */
 static __global__ void bn_grad_kernel(const double *part, size_t C, size_t P, size_t M, const float *gamma,
                                       const float *invstd, float *dgamma, float *dbeta, double *chan)
 {
-    FOR_EACH(size_t, c, C)
-    {
-        double sdy = 0.0, sdyx = 0.0;
-        for (size_t p = 0; p < P; p++) sdy = __dadd_rn(sdy, part[2 * (c * P + p)]);
-        for (size_t p = 0; p < P; p++) sdyx = __dadd_rn(sdyx, part[2 * (c * P + p) + 1]);
+    for (size_t c = blockIdx.x; c < C; c += gridDim.x) {
+        double sdy, sdyx;
+        chunk_sums(part, c, P, &sdy, &sdyx);
+        if (threadIdx.x != 0) continue;
         const double is = (double)invstd[c];
         sdyx = __dmul_rn(sdyx, is);
         if (dgamma) dgamma[c] = __fadd_rn(dgamma[c], (float)sdyx);
@@ -831,7 +844,7 @@ void k_bn_fwd_train(backend *b, const float *x, shape4 s, const float *gamma, co
     double *part = CX(b)->scratch, *chan = part + 2 * g.C * g.P;
     LAUNCH_IDX(g.total, bn_reduce_kernel, grid_items(g.C * g.P), x, (const float *)NULL, (const float *)NULL, g.hw,
                g.chw, g.M, g.C, g.P, g.L, (const float *)NULL, part);
-    LAUNCH(bn_stats_kernel, grid_for(g.C), (const double *)part, g.C, g.P, g.M, x, g.hw, momentum, eps, running_mean,
+    LAUNCH(bn_stats_kernel, grid_items(g.C), (const double *)part, g.C, g.P, g.M, x, g.hw, momentum, eps, running_mean,
            running_var, save_mean, save_invstd, chan);
     LAUNCH_IDX(g.total, bn_apply_kernel, grid_for(g.total), x, g.hw, g.C, (const double *)chan, gamma, beta, relu,
                g.total, y);
@@ -850,7 +863,7 @@ void k_bn_bwd(backend *b, const float *x, shape4 s, const float *gamma, const fl
     double *part = CX(b)->scratch, *chan = part + 2 * g.C * g.P;
     LAUNCH_IDX(g.total, bn_reduce_kernel, grid_items(g.C * g.P), x, dy, relu_y, g.hw, g.chw, g.M, g.C, g.P, g.L,
                save_mean, part);
-    LAUNCH(bn_grad_kernel, grid_for(g.C), (const double *)part, g.C, g.P, g.M, gamma, save_invstd, dgamma, dbeta,
+    LAUNCH(bn_grad_kernel, grid_items(g.C), (const double *)part, g.C, g.P, g.M, gamma, save_invstd, dgamma, dbeta,
            chan);
     if (dx)
         LAUNCH_IDX(g.total, bn_dx_kernel, grid_for(g.total), x, dy, relu_y, g.hw, g.C, g.M, save_mean, save_invstd,
