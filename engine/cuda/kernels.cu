@@ -647,9 +647,8 @@ static size_t bn_chunks(backend *b, size_t M, size_t C)
 {
     size_t cap = CX(b)->scratch_n, p = (M + BN_CHUNK - 1) / BN_CHUNK;
     if (cap < 5 * C) return 0;
-    size_t most = (cap - 3 * C) / (2 * C);
-    if (p > most) p = most;
-    return p < 1 ? 1 : p;
+    size_t most = (cap - 3 * C) / (2 * C); /* >= 1; and p >= 1, as M >= 1 */
+    return p < most ? p : most;
 }
 
 /* The block's sums of every thread's a and of its q, valid in thread 0, in
@@ -693,13 +692,12 @@ static __global__ void bn_reduce_kernel(const float *x, const float *dy, const f
 {
     for (I blk = (I)blockIdx.x; blk < C * P; blk += (I)gridDim.x) {
         const I c = blk / P, p = blk - c * P, j1 = p * L + L < M ? p * L + L : M;
-        const float *xc = x + c * hw;
         double a = 0.0, q = 0.0;
         if (!dy) {
-            const double K = (double)xc[0];
+            const double K = (double)x[c * hw];
             for (I j = p * L + (I)threadIdx.x; j < j1; j += (I)blockDim.x) {
-                const I n = j / hw, off = n * chw + (j - n * hw);
-                double d = __dsub_rn((double)xc[off], K);
+                const I n = j / hw, off = c * hw + n * chw + (j - n * hw);
+                double d = __dsub_rn((double)x[off], K);
                 a = __dadd_rn(a, d);
                 q = __dadd_rn(q, __dmul_rn(d, d));
             }
