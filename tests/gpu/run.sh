@@ -29,6 +29,9 @@
 # Files in $OUT: summary.txt (the verdicts), tests.txt (the TAP output),
 # bench.txt (every benchmark line), profile.txt (ferbench bench --profile: per-op
 # times of fopm at batch 16, tf32, bf16 and fp32, as time allows).
+# STEPS=ops,model,workflow,bench,profile,memcheck (any of them; default all) runs
+# only those groups, for a rerun after a fix: `STEPS=ops,model sh tests/gpu/run.sh`
+# spends ~3 minutes instead of ~7 (the machine, step 1, is always read).
 # DRYRUN=1 checks this script's plumbing on a machine without a GPU: the
 # CPU backend stands in for CUDA, fopm-tiny for fopm, small batches, and the
 # CPU PyTorch peer (engine_peer.py) for the GPU one; its verdicts mean
@@ -46,6 +49,13 @@ T0=$(date +%s)
 # leaves room to rerun the steps that failed (LIMIT=... for more).
 LIMIT=${LIMIT:-420}
 elapsed() { echo $(($(date +%s) - T0)); }
+STEPS=${STEPS:-all}
+for g in $(echo "$STEPS" | tr ',' ' '); do
+    case $g in all | ops | model | workflow | bench | profile | memcheck) ;;
+    *) echo "run.sh: STEPS: unknown group '$g' (ops, model, workflow, bench, profile, memcheck, all)" >&2; exit 2 ;;
+    esac
+done
+selected() { case ",$STEPS," in *,all,* | *,"$1",*) return 0 ;; esac; return 1; } # selected GROUP
 # budget SECS -> the timeout a step may have now (0: skip it)
 budget() {
     left=$((LIMIT - $(elapsed)))
@@ -60,7 +70,7 @@ if [ -f gpu_bundle.tar.xz ] && [ ! -d gpu_bundle/bin ]; then # without xz(1), Py
         say "cannot unpack gpu_bundle.tar.xz"
 fi
 commit=$(head -n 1 gpu_bundle/COMMIT 2>/dev/null)
-say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit ${commit:-$(git rev-parse HEAD 2>/dev/null)}"
+say "== ferbench GPU run, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit ${commit:-$(git rev-parse HEAD 2>/dev/null)}$([ "$STEPS" = all ] || echo ", STEPS=$STEPS")"
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 1)"
 say "python: $($PY -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -n 1)"
 # cuDNN and cuBLAS: the CUDA folder, else PyTorch's wheels (nvidia.cudnn, nvidia.cublas).
@@ -103,6 +113,7 @@ say "cudnn: $(ldd "$FERBENCH_CUDA_LIB" | awk '/libcudnn.so/ { print $3 }')"
 fails=0
 # check NAME SECONDS CMD...: runs a TAP program, keeps its output, one verdict line.
 check() {
+    selected "$GROUP" || return 0
     name=$1 secs=$(budget "$2")
     shift 2
     if [ "$secs" -eq 0 ]; then
@@ -126,6 +137,7 @@ check() {
 DEV=cuda BIG=fopm BATCHES=16,64,256
 [ "${DRYRUN:-0}" = 1 ] && DEV=cpu BIG=fopm-tiny BATCHES=2,4 && say "DRYRUN: the CPU stands in for the GPU"
 export CMOCKA_MESSAGE_OUTPUT=TAP FB_TEST_DEVICE=$DEV
+GROUP=ops # (check() runs a group's checks only if STEPS selects it)
 for p in fp32 tf32 bf16; do
     [ "$DEV" = cpu ] && [ $p != fp32 ] && break
     # (launches synchronous: a fault is reported by the op that made it; the shapes are small)
@@ -134,6 +146,7 @@ done
 CUDA_LAUNCH_BLOCKING=1 FB_TEST_PRECISION=fp32 FB_TEST_DETERMINISTIC=1 check "ops fp32 deterministic" 120 "$TB/test_backend"
 
 # ---- 3. the whole model against the CPU ---------------------------------------------
+GROUP=model
 FB_TEST_PRECISION=fp32 check "model fopm-tiny fp32 (batch 4, 10 steps, deterministic reruns)" 150 \
     "$TB/net_parity" --config fopm-tiny --batch 4 --steps 10 --deterministic
 FB_TEST_PRECISION=fp32 check "model $BIG fp32 (batch 2, 10 steps, deterministic reruns)" 240 \
@@ -146,8 +159,10 @@ unset FB_TEST_DEVICE FB_TEST_PRECISION
 
 # ---- 3b. the workflow: train and run on the GPU, the same weights on the CPU --------
 # (gpu_bundle/fixture, made by bundle.sh; skipped without it)
-F=gpu_bundle/fixture W=$OUT/wf
-if [ -f $F/d.sqlite ]; then
+F=gpu_bundle/fixture W=$OUT/wf GROUP=workflow
+if ! selected workflow; then
+    :
+elif [ -f $F/d.sqlite ]; then
     rm -rf "$W" && mkdir -p "$W"
     cp $F/d.sqlite "$W/d.sqlite" # the runs write rows
     check "workflow: ferbench train --device $DEV fopm-tiny, 3 epochs" 120 sh -c \
@@ -176,6 +191,7 @@ say "tests done at $(elapsed) s: $fails failed"
 
 # ---- 4. benchmark: ours and PyTorch on the same GPU ---------------------------------
 bench() { # bench LABEL SECONDS CMD...: the tool's "bench ..." lines into bench.txt
+    selected bench || return 0
     label=$1 secs=$(budget "$2")
     shift 2
     if [ "$secs" -eq 0 ]; then
@@ -188,7 +204,9 @@ bench() { # bench LABEL SECONDS CMD...: the tool's "bench ..." lines into bench.
     [ $rc -eq 0 ] || say "bench $label: exit $rc: $(tail -n 2 "$OUT/e.$$" | tr '\n' ' ')"
     rm -f "$OUT/b.$$" "$OUT/e.$$"
 }
-if [ "$DEV" = cpu ]; then # DRYRUN: CPU lines relabelled as the GPU ones
+if ! selected bench; then
+    :
+elif [ "$DEV" = cpu ]; then # DRYRUN: CPU lines relabelled as the GPU ones
     for p in fp32 tf32 bf16; do
         "$BIN/ferbench" bench --device cpu --config $BIG --batch $BATCHES --iters 2 --warmup 0 |
             sed "s/device=cpu /device=cuda /; s/precision=fp32/precision=$p/" >>"$BENCH"
@@ -226,6 +244,7 @@ say "benchmarks done at $(elapsed) s"
 
 # ---- 4b. where our time goes: per-op profile of fopm at batch 16 (profile.txt) -----------
 for p in tf32 bf16 fp32; do # the precisions the targets are likeliest to be met in first
+    selected profile || break
     secs=$(budget 60)
     [ "$secs" -gt 0 ] || { say "profile $p: skipped (the run's $LIMIT s were spent)"; continue; }
     prec=$([ "$DEV" = cpu ] && echo fp32 || echo "$p")
@@ -237,7 +256,7 @@ done
 
 # ---- 4c. our kernels' memory accesses under compute-sanitizer, if time is left ------
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-if [ "$DEV" = cuda ] && [ -n "$CS" ] && [ "$(budget 90)" -ge 60 ]; then
+if selected memcheck && [ "$DEV" = cuda ] && [ -n "$CS" ] && [ "$(budget 90)" -ge 60 ]; then
     secs=$(budget 90)
     echo "### memcheck: $CS --tool memcheck $TB/test_backend (fp32)" >>"$TESTS"
     CMOCKA_MESSAGE_OUTPUT=TAP FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 \
@@ -255,6 +274,11 @@ fi
 # field LINE KEY; ms DEVICE PREC MODE BATCH -> ms/image (empty if absent)
 field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 pick() { grep "^bench device=$1 .*precision=$2 .*mode=$3 batch=$4 " "$BENCH" | head -n 1; }
+if [ ! -s "$BENCH" ]; then
+    say ""
+    say "== $fails failed; $(elapsed) s in all (no benchmark lines: no table, no targets)"
+    exit $([ "$fails" -eq 0 ] && echo 0 || echo 1)
+fi
 say ""
 say "ms/image (images/s) and peak MiB; ratio = PyTorch eager ms / ours ms"
 say "precision mode  batch | ours                      | pytorch eager             | ratio"
