@@ -433,20 +433,42 @@ static void linear_weights(int in, int out, lin_w *w)
     }
 }
 
+/* One source row resized across: o[x] = the row's two neighbours blended, as PyTorch's first step. */
+static void resize_row(const uint8_t *row, int nc, const lin_w *wx, int S, float *o)
+{
+    for (int x = 0; x < S; x++) o[x] = (float)row[wx[x].i0 * nc] * wx[x].l0 + (float)row[wx[x].i1 * nc] * wx[x].l1;
+}
+
+/* Source row i resized across, from a two-row cache (output rows walk the source rows in order, each
+ * source row serving about S/h of them); the slot holding row `keep` is never overwritten. */
+static const float *cached_row(const uint8_t *px, int w, int nc, int c, const lin_w *wx, int S, int i, int keep,
+                               int idx[2], float *buf[2])
+{
+    for (int k = 0; k < 2; k++)
+        if (idx[k] == i) return buf[k];
+    int k = idx[0] == keep ? 1 : 0;
+    resize_row(px + (size_t)i * w * nc + c, nc, wx, S, buf[k]);
+    idx[k] = i;
+    return buf[k];
+}
+
 void data_resize_bilinear(const uint8_t *px, int w, int h, int nc, int c, int S, float *out)
 {
     lin_w *wx = xmalloc(sizeof *wx * (size_t)S), *wy = xmalloc(sizeof *wy * (size_t)S);
+    float *rows = xmalloc(sizeof *rows * 2 * (size_t)S), *buf[2] = {rows, rows + S};
+    int idx[2] = {-1, -1};
     linear_weights(w, S, wx);
     linear_weights(h, S, wy);
+    /* rows first, then columns, in PyTorch's order of operations; a source row's horizontal blend is the
+     * same floats whichever output row asks for it, so it is computed once */
     for (int y = 0; y < S; y++) {
-        const uint8_t *r0 = px + (size_t)wy[y].i0 * w * nc + c, *r1 = px + (size_t)wy[y].i1 * w * nc + c;
-        for (int x = 0; x < S; x++) {
-            /* rows first, then columns, in PyTorch's order of operations */
-            float t0 = (float)r0[wx[x].i0 * nc] * wx[x].l0 + (float)r0[wx[x].i1 * nc] * wx[x].l1;
-            float t1 = (float)r1[wx[x].i0 * nc] * wx[x].l0 + (float)r1[wx[x].i1 * nc] * wx[x].l1;
-            out[(size_t)y * S + x] = t0 * wy[y].l0 + t1 * wy[y].l1;
-        }
+        const float *t0 = cached_row(px, w, nc, c, wx, S, wy[y].i0, wy[y].i1, idx, buf);
+        const float *t1 = cached_row(px, w, nc, c, wx, S, wy[y].i1, wy[y].i0, idx, buf);
+        const float l0 = wy[y].l0, l1 = wy[y].l1;
+        float *o = out + (size_t)y * S;
+        for (int x = 0; x < S; x++) o[x] = t0[x] * l0 + t1[x] * l1;
     }
+    free(rows);
     free(wx);
     free(wy);
 }
@@ -725,7 +747,7 @@ data_loader *data_loader_start(const data_split *s, const data_loader_opts *o, c
     int want = o->nthreads;
     if (want <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        want = cpus < 1 ? 1 : cpus > 8 ? 8 : (int)cpus;
+        want = cpus < 1 ? 1 : cpus > 32 ? 32 : (int)cpus;
     }
     if (want > 64) want = 64;
     l->tid = xmalloc(sizeof *l->tid * (size_t)want);

@@ -137,7 +137,8 @@ typedef struct {
     int augment;         /* 1: flip per data_flip; 0: never */
     int drop_last;       /* 1: no final partial batch (training) */
     int with_targets;    /* 1: occ_t and heat_t too; 0: only x (inference, alpha maps not read) */
-    int nthreads;        /* workers; <= 0: the online CPUs, at most 8 */
+    int nthreads;        /* workers (at most 64); <= 0: the online CPUs, at most 32 (a GPU step of fopm eats
+                          * ~1 ms of one core's decoding per image: 8 could starve inference on a fast card) */
     int depth;           /* batches in flight (being filled or held); <= 0: 3 */
     /* Allocator of the buffers that are uploaded (x, occ_t, heat_t, labels), e.g. a device backend's
      * page-locked host memory (backend_host_alloc / backend_host_free with ctx the backend); NULL: malloc.

@@ -295,6 +295,62 @@ static void test_resize_downsample_fractional(void **state)
     assert_memory_equal(out, out2, sizeof out);
 }
 
+/* data_resize_bilinear blends each source row across once and reuses it for every output row it serves
+ * (a two-row cache). The reference here blends per output pixel, in the same order of operations and with
+ * weights derived the same way: the floats must be equal bit for bit, up and down, square or not, grey or
+ * one channel of RGB, including sources of one row or column and outputs that reuse no row. */
+static void resize_reference(const uint8_t *px, int w, int h, int nc, int c, int S, float *out)
+{
+    float sx = (float)w / (float)S, sy = (float)h / (float)S;
+    for (int y = 0; y < S; y++) {
+        double fy = sy * (y + 0.5) - 0.5;
+        if (fy < 0) fy = 0;
+        int y0 = (int)fy, y1 = y0 + (y0 < h - 1);
+        float ly = (float)(fy - y0);
+        ly = ly < 0 ? 0 : ly > 1 ? 1 : ly;
+        for (int x = 0; x < S; x++) {
+            double fx = sx * (x + 0.5) - 0.5;
+            if (fx < 0) fx = 0;
+            int x0 = (int)fx, x1 = x0 + (x0 < w - 1);
+            float lx = (float)(fx - x0);
+            lx = lx < 0 ? 0 : lx > 1 ? 1 : lx;
+            const uint8_t *r0 = px + (size_t)y0 * w * nc + c, *r1 = px + (size_t)y1 * w * nc + c;
+            float t0 = (float)r0[x0 * nc] * (1.0f - lx) + (float)r0[x1 * nc] * lx;
+            float t1 = (float)r1[x0 * nc] * (1.0f - lx) + (float)r1[x1 * nc] * lx;
+            out[(size_t)y * S + x] = t0 * (1.0f - ly) + t1 * ly;
+        }
+    }
+}
+
+static void test_resize_row_cache_is_exact(void **state)
+{
+    (void)state;
+    const int sizes[][3] = {{100, 100, 224}, {48, 48, 224}, {7, 5, 9}, {5, 7, 3}, {1, 1, 4}, {1, 9, 5}, {9, 1, 5},
+                            {300, 200, 224}, {224, 224, 224}, {2, 2, 1}, {97, 113, 64}, {640, 480, 33}};
+    uint64_t seed = 7;
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        const int w = sizes[t][0], h = sizes[t][1], S = sizes[t][2];
+        for (int nc = 1; nc <= 3; nc += 2) {
+            uint8_t *px = malloc((size_t)w * h * nc);
+            for (size_t i = 0; i < (size_t)w * h * nc; i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                px[i] = (uint8_t)(seed >> 56);
+            }
+            float *got = malloc(sizeof(float) * S * S), *want = malloc(sizeof(float) * S * S);
+            for (int c = 0; c < nc; c++) {
+                data_resize_bilinear(px, w, h, nc, c, S, got);
+                resize_reference(px, w, h, nc, c, S, want);
+                if (memcmp(got, want, sizeof(float) * S * S) != 0)
+                    fail_msg("resize %dx%d (%d channels, channel %d) -> %d differs from the per-pixel blend", w, h,
+                             nc, c, S);
+            }
+            free(px);
+            free(got);
+            free(want);
+        }
+    }
+}
+
 /* F.interpolate(t, size=(S, S), mode='bilinear', align_corners=False) of the 7x5 RGB image
  * v(x, y, c) = (37x + 91y + 53c) % 256 as float32 [1,3,5,7], then (r/255 - mean)/std, flattened [3,S,S].
  * Made with PyTorch 1.13 (/usr/bin/python3):
@@ -1098,6 +1154,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resize_upsample_2x),
         cmocka_unit_test(test_resize_downsample_fractional),
+        cmocka_unit_test(test_resize_row_cache_is_exact),
         cmocka_unit_test(test_resize_matches_pytorch),
         cmocka_unit_test(test_normalisation),
         cmocka_unit_test(test_grey_three_copies),
