@@ -13,7 +13,8 @@ const char *ferbench_argv_json;
                         "cpu-staged: the CPU posing as a device (a check of the GPU data paths)"},                  \
         {"precision", "P", "cuda: fp32 (default), tf32 or bf16 (BF16 convolutions, FP32 master weights)"},       \
         {"deterministic", NULL, "cuda: only algorithms that give bit-identical reruns"},                        \
-        {"graphs", "on|off", "cuda: replay each repeated pass as one CUDA graph (default on; same results)"}
+        {"graphs", "on|off", "cuda: replay each repeated pass as one CUDA graph (default on; same results)"},    \
+        {"prefetch", "on|off", "cuda: copy the next batch to the GPU during this step (default on; same results)"}
 
 static const cli_opt train_opts[] = {
     {"model", "ours", "the model to train (only MODEL.md's network, 'ours')"},

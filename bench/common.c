@@ -57,6 +57,9 @@ backend *device_option(const cli_args *a)
     int graphs = cli_get_choice(a, "graphs", "off|on", 1);
     if (graphs < 0) return NULL;
     o.no_graphs = !graphs;
+    int prefetch = cli_get_choice(a, "prefetch", "off|on", 1);
+    if (prefetch < 0) return NULL;
+    o.no_prefetch = !prefetch;
     if (threads_option(a, &o.threads)) return NULL;
     char err[512];
     backend *b = backend_open(dev, &o, err, sizeof err);
@@ -64,14 +67,24 @@ backend *device_option(const cli_args *a)
     return b;
 }
 
-const char *graphs_summary(net *t, char *buf, size_t len)
+const char *device_summary(net *t, char *buf, size_t len)
 {
     const char *st = net_graphs_state(t);
     long rec, launched;
     net_graph_counts(t, &rec, &launched);
     if (!strncmp(st, "failed", 6)) log_warn("CUDA graphs %s; every pass ran op by op", st);
-    snprintf(buf, len, "graphs=%.*s graph_launches=%ld", (int)strcspn(st, ":"), st, launched);
+    snprintf(buf, len, "graphs=%.*s graph_launches=%ld prefetched=%ld", (int)strcspn(st, ":"), st, launched,
+             net_prefetched(t));
     return buf;
+}
+
+int next_batch_prefetched(data_loader *l, net *t, int train, data_batch **b)
+{
+    int r = data_loader_next(l, b);
+    if (r == 1)
+        net_prefetch(t, (*b)->x, train ? (*b)->occ_t : NULL, train ? (*b)->heat_t : NULL, train ? (*b)->labels : NULL,
+                     (*b)->n);
+    return r;
 }
 
 int ckpt_write(const char *path, const model_params *p, float *m, float *v, const train_state *s, char *err,

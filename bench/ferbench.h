@@ -58,10 +58,16 @@ int threads_option(const cli_args *a, int *threads);
 /* --device, --precision, --deterministic, --graphs and --threads: the
  * backend to run on, or NULL after a message (exit 2). backend_close() it. */
 backend *device_option(const cli_args *a);
-/* "graphs=STATE graph_launches=N" for a command's summary line (STATE: on,
- * none, failed); once per net, a warning with the reason when a recording
- * failed (its passes then ran op by op: slower, same results). */
-const char *graphs_summary(net *t, char *buf, size_t len);
+/* "graphs=STATE graph_launches=N prefetched=N" for a command's summary line
+ * (STATE: on, none, failed; prefetched: uploads that took a copy started
+ * during the step before, backend.h); once per net, a warning with the
+ * reason when a recording failed (its passes then ran op by op: slower,
+ * same results). */
+const char *device_summary(net *t, char *buf, size_t len);
+/* data_loader_next, then net_prefetch of that batch (its targets too when
+ * train): called once this step's work is queued, so that the batch's copy
+ * to the device overlaps it. The caller holds two batches meanwhile. */
+int next_batch_prefetched(data_loader *l, net *t, int train, data_batch **b);
 
 
 /* Training state kept in a checkpoint's metadata beside the weights and the

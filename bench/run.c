@@ -99,13 +99,21 @@ int cmd_run(const cli_args *a)
     double t0 = now_seconds(), fwd = 0;
     long done = 0;
     data_batch *b;
-    int r;
-    while ((r = data_loader_next(l, &b)) == 1) {
+    int r = next_batch_prefetched(l, t, 0, &b);
+    while (r == 1) {
         double f0 = now_seconds();
-        const float *lg = net_forward(t, b->x, b->n, 0) == 0 ? net_logits(t) : NULL; /* waits for a device */
+        const float *lg = NULL;
+        data_batch *next = NULL; /* (data_loader_next leaves it NULL unless it gives a batch) */
+        if (net_forward(t, b->x, b->n, 0) == 0) {
+            /* the next batch's copy overlaps this forward (on a device, which computes meanwhile: a wait for
+             * the loader here counts in the forward's time only where the loader is the slower) */
+            r = next_batch_prefetched(l, t, 0, &next);
+            lg = net_logits(t); /* waits for a device */
+        }
         if (!lg) {
             snprintf(err, sizeof err, "forward: %s", net_error(t));
             data_loader_release(l, b);
+            data_loader_release(l, next);
             data_loader_stop(l);
             goto out;
         }
@@ -119,6 +127,7 @@ int cmd_run(const cli_args *a)
         done += b->n;
         data_loader_release(l, b);
         progress_update(&pr, done);
+        b = next;
     }
     progress_finish(&pr);
     if (r < 0) {
@@ -137,10 +146,10 @@ int cmd_run(const cli_args *a)
     if (db_open(dbp, &db, err, sizeof err) || predictions_record(db, &sp, &res, out, err, sizeof err)) goto out;
     long correct = 0;
     for (int i = 0; i < sp.n; i++) correct += pred[i] == sp.items[i].label;
-    char g[64];
+    char g[96];
     printf("run model=ours dataset=%s split=%s images=%d accuracy=%.6f ms_per_image=%.3f images_per_s=%.2f "
            "peak_bytes=%ld device=%s %s out=%s\n",
-           sp.dataset, sp.split, sp.n, (double)correct / sp.n, ms, ips, peak, be->desc, graphs_summary(t, g, sizeof g),
+           sp.dataset, sp.split, sp.n, (double)correct / sp.n, ms, ips, peak, be->desc, device_summary(t, g, sizeof g),
            out);
     rc = EXIT_OK;
 out:

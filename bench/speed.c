@@ -54,11 +54,11 @@ static void print_bench(backend *be, net *t, const char *cname, int train, int n
 {
     const char *gs = net_graphs_state(t);
     if (!strncmp(gs, "failed", 6)) printf("# graphs %s\n", gs);
-    char g[64];
+    char g[96];
     printf("bench device=%s threads=%d precision=%s deterministic=%d config=%s mode=%s batch=%d "
            "median_s=%.6f ms_per_image=%.3f images_per_s=%.3f peak_bytes=%ld %s desc=\"%s\"\n",
            be->name, be->opt.threads, precision_name(be->opt.prec), be->opt.deterministic, cname,
-           train ? "train" : "infer", n, med, 1000.0 * med / n, n / med, peak, graphs_summary(t, g, sizeof g),
+           train ? "train" : "infer", n, med, 1000.0 * med / n, n / med, peak, device_summary(t, g, sizeof g),
            be->desc);
     fflush(stdout);
 }
@@ -95,10 +95,18 @@ static int time_mode(model_params *p, const char *cname, backend *be, int n, int
         }
         double t0 = now_seconds();
         net_losses L;
-        if (net_forward(t, x, n, train) != 0 ||
-            (train ? net_loss(t, ot, ht, lab, &L) != 0 || net_backward(t, NULL) != 0 ||
-                         net_step(t, it + warmup + 1, ac.lr, &ac) != 0
-                   : !net_logits(t))) {
+        /* the next step's inputs (here the same buffers) move to the device while this one computes, as
+         * `ferbench train` and `run` overlap a loader batch's copy with the step before it */
+        int bad = net_forward(t, x, n, train) != 0;
+        if (!bad && !train) {
+            net_prefetch(t, x, NULL, NULL, NULL, n);
+            bad = !net_logits(t);
+        } else if (!bad) {
+            bad = net_loss(t, ot, ht, lab, &L) != 0;
+            if (!bad) net_prefetch(t, x, ot, ht, lab, n);
+            bad = bad || net_backward(t, NULL) != 0 || net_step(t, it + warmup + 1, ac.lr, &ac) != 0;
+        }
+        if (bad) {
             snprintf(err, errlen, "batch %d: %s", n, net_error(t));
             goto out;
         }

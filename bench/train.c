@@ -111,18 +111,25 @@ static int validate(net *t, const data_split *s, const train_opts *o, double *ac
     if (!l) return -1;
     long correct = 0, seen = 0;
     data_batch *b;
-    int r;
-    while ((r = data_loader_next(l, &b)) == 1) {
-        if (net_forward(t, b->x, b->n, 0) != 0) {
+    int r = next_batch_prefetched(l, t, 0, &b);
+    while (r == 1) {
+        const float *lg = NULL;
+        data_batch *next = NULL; /* (data_loader_next leaves it NULL unless it gives a batch) */
+        if (net_forward(t, b->x, b->n, 0) == 0) {
+            r = next_batch_prefetched(l, t, 0, &next); /* its copy overlaps this forward */
+            lg = net_logits(t);
+        }
+        if (!lg) {
             snprintf(err, errlen, "validation forward: %s", net_error(t));
             data_loader_release(l, b);
+            data_loader_release(l, next);
             r = -1;
             break;
         }
-        const float *lg = net_logits(t);
         for (int i = 0; i < b->n; i++) correct += net_argmax(lg + (size_t)i * MODEL_CLASSES) == b->labels[i];
         seen += b->n;
         data_loader_release(l, b);
+        b = next;
     }
     if (r < 0 && !err[0]) snprintf(err, errlen, "%s", data_loader_error(l));
     data_loader_stop(l);
@@ -324,9 +331,10 @@ int cmd_train(const cli_args *a)
         snprintf(label, sizeof label, "epoch %d", epoch);
         progress_start(&pr, label, nb);
         double sum[4] = {0, 0, 0, 0};
-        int done = 0, r;
-        data_batch *b;
-        while ((r = data_loader_next(l, &b)) == 1) {
+        int done = 0;
+        data_batch *b, *next;
+        int r = next_batch_prefetched(l, t, 1, &b);
+        while (r == 1) {
             net_losses L;
             if (net_forward(t, b->x, b->n, 1) || net_loss(t, b->occ_t, b->heat_t, b->labels, &L) ||
                 net_backward(t, NULL) || net_step(t, ++s.step, lr, &ac)) {
@@ -335,9 +343,13 @@ int cmd_train(const cli_args *a)
                 data_loader_stop(l);
                 goto out;
             }
+            /* the next batch's copy overlaps this step's backward pass and AdamW, queued above; this
+             * batch's buffers were copied before net_loss downloaded the losses, so it may go back */
+            r = next_batch_prefetched(l, t, 1, &next);
             data_loader_release(l, b);
             sum[0] += L.lp, sum[1] += L.lm, sum[2] += L.ld, sum[3] += L.total;
             progress_update(&pr, ++done);
+            b = next;
         }
         progress_finish(&pr);
         if (r < 0) {
@@ -373,9 +385,9 @@ int cmd_train(const cli_args *a)
     }
     if (s.bad_epochs >= o.patience)
         say("early stop: no validation improvement for %d epochs", s.bad_epochs);
-    char g[64];
+    char g[96];
     printf("best_epoch=%d val_accuracy=%.6f weights=%s %s\n", s.best_epoch + 1, s.best_acc, best_w,
-           graphs_summary(t, g, sizeof g));
+           device_summary(t, g, sizeof g));
     rc = EXIT_OK;
 out:
     if (rc != EXIT_OK) log_error("%s", err[0] ? err : "training failed");

@@ -143,6 +143,7 @@ struct net {
     char graph_note[300]; /* "failed: " and the backend's graph_note */
     uint64_t fwd_print; /* print of the current forward tape */
     long graphs_recorded, graph_launches;
+    unsigned long prefetched0; /* the backend's prefetched count when the net was made */
     profile prof;
     char err[256];
 };
@@ -767,6 +768,7 @@ net *net_create_on(model_params *p, backend *be)
         if (!(t->be = backend_cpu_create(NULL))) { free(t); return NULL; }
         t->own_be = 1;
     }
+    t->prefetched0 = t->be->prefetched;
     if (layout(t)) {
         net_free(t);
         return NULL;
@@ -1008,6 +1010,22 @@ int net_forward(net *t, const float *x, int n, int train)
     check_backend(t);
     if (t->fail) t->nnodes = 0;
     return t->fail ? -1 : 0;
+}
+
+long net_prefetched(const net *t) { return (long)(t->be->prefetched - t->prefetched0); }
+
+int net_prefetch(net *t, const float *x, const float *occ_t, const float *heat_t, const int *labels, int n)
+{
+    if (!t || !x || n <= 0 || !t->be->upload_ahead) return 0;
+    backend *be = t->be;
+    const size_t S = (size_t)t->p->cfg.size, G = (size_t)model_grid(&t->p->cfg);
+    /* the lengths net_forward and net_loss upload, so that their uploads find these */
+    int staged = be->upload_ahead(be, x, (size_t)n * 3 * S * S) == 0;
+    if (occ_t && heat_t && labels)
+        staged += (be->upload_ahead(be, occ_t, (size_t)n * G * G) == 0) +
+                  (be->upload_ahead(be, heat_t, (size_t)n * MODEL_LANDMARKS * G * G) == 0) +
+                  (be->upload_ahead(be, (const float *)(const void *)labels, (size_t)n) == 0);
+    return staged;
 }
 
 /* Output k (0 logits, 1 occ, 2 heat) readable on the host. */

@@ -75,6 +75,21 @@ void net_graphs(net *t, int on);
 const char *net_graphs_state(net *t);
 void net_graph_counts(const net *t, long *recorded, long *launched);
 
+/* Starts moving the next step's inputs to the device while the work queued
+ * now runs (backends with upload_ahead, i.e. CUDA unless --prefetch off;
+ * elsewhere it does nothing and returns 0): x [n,3,S,S] and, for a training
+ * step, occ_t, heat_t and labels (all three, or NULL for an eval step). The
+ * next net_forward and net_loss given these pointers and this n take the
+ * staged copies instead of copying from the host behind the queued work.
+ * Call it after the current step's last use of its own inputs (after
+ * net_forward for eval, net_loss for training). The host buffers must stay
+ * unchanged until that next step's outputs or losses are downloaded (a
+ * loader batch: held until then, as without prefetching). Results are the
+ * same either way. Returns how many of the buffers were staged. */
+int net_prefetch(net *t, const float *x, const float *occ_t, const float *heat_t, const int *labels, int n);
+/* How many of this net's uploads took a staged copy so far (0 without upload_ahead). */
+long net_prefetched(const net *t);
+
 /* Outputs of the last forward, readable on the host (a device's are
  * downloaded on the first call after each forward); NULL if that fails. */
 const float *net_logits(net *t); /* [n,7] */

@@ -696,6 +696,113 @@ static void test_host_alloc(void **state)
     assert_null(B->error(B));
 }
 
+/* ---- upload_ahead: a copy started early on a second stream, taken by the
+ * upload() of the same host buffer; what the contract allows the host to do
+ * meanwhile, what a sync keeps and host_free drops, and the count of taken
+ * copies. On the emulated CUDA a copy runs only when the main stream waits
+ * for it, so a missing wait shows as stale bytes here. ---- */
+
+static void fill_pattern(float *h, size_t n, int r)
+{
+    for (size_t i = 0; i < n; i++) h[i] = (float)((int)((i * 131 + (size_t)r * 17) % 997) - 498) * 0.125f + (float)r;
+}
+
+static void expect_axpb(const float *got, const float *h, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != 2.0f * h[i] + 1.0f) fail_msg("%s: element %zu is %g, want %g", what, i, got[i], 2.0f * h[i] + 1.0f);
+}
+
+static void test_upload_ahead(void **state)
+{
+    (void)state;
+    if (!B->upload_ahead) {
+        assert_true(B->host_memory || B->opt.no_prefetch || !strcmp(B->name, "cpu")); /* the CPU copies at once */
+        printf("# %s: no upload_ahead (uploads are copies at the call)\n", B->name);
+        return;
+    }
+    const size_t n = 50001;
+    float *h[2] = {B->host_alloc(B, n * sizeof(float)), B->host_alloc(B, n * sizeof(float))};
+    float *got = malloc(n * sizeof *got), *d = B->alloc(B, n), *d2 = B->alloc(B, n);
+    assert_non_null(h[0]), assert_non_null(h[1]), assert_non_null(got), assert_non_null(d), assert_non_null(d2);
+
+    /* a pipeline, as ferbench's loops: batch r is uploaded (taking its staged copy), work reads it, batch r+1
+     * is written and staged meanwhile; a buffer is rewritten only after the download that followed its upload */
+    const unsigned long taken = B->prefetched;
+    fill_pattern(h[0], n, 0);
+    assert_int_equal(B->upload_ahead(B, h[0], n), 0);
+    assert_int_equal(B->upload_ahead(B, h[0], n), 0); /* already staged: not copied twice */
+    for (int r = 0; r < 6; r++) {
+        float *cur = h[r % 2], *next = h[(r + 1) % 2];
+        B->upload(B, d, cur, n);
+        B->axpb(B, d2, d, 2.0f, 1.0f, n);
+        fill_pattern(next, n, r + 1);
+        assert_int_equal(B->upload_ahead(B, next, n), 0);
+        B->download(B, got, d2, n);
+        expect_axpb(got, cur, n, "pipelined upload");
+    }
+    B->upload(B, d, h[0], n); /* take the last one: nothing is left staged */
+    B->download(B, got, d, n);
+    assert_memory_equal(got, h[0], n * sizeof *got);
+    assert_int_equal(B->prefetched - taken, 7); /* every upload took its staged copy (a download keeps them) */
+
+    /* a sync keeps what is staged: the upload after it takes the copy */
+    fill_pattern(h[1], n, 100);
+    assert_int_equal(B->upload_ahead(B, h[1], n), 0);
+    B->sync(B);
+    B->upload(B, d, h[1], n);
+    B->download(B, got, d, n);
+    assert_memory_equal(got, h[1], n * sizeof *got);
+    assert_int_equal(B->prefetched - taken, 8);
+
+    /* another length from the same pointer is not the staged copy */
+    fill_pattern(h[1], n, 300);
+    assert_int_equal(B->upload_ahead(B, h[1], n), 0);
+    B->upload(B, d, h[1], n - 1);
+    B->download(B, got, d, n - 1);
+    assert_memory_equal(got, h[1], (n - 1) * sizeof *got);
+    assert_int_equal(B->prefetched - taken, 8);
+    B->upload(B, d, h[1], n); /* (taken: the staging buffers are free again) */
+    B->download(B, got, d, n);
+    assert_memory_equal(got, h[1], n * sizeof *got);
+    assert_int_equal(B->prefetched - taken, 9);
+
+    /* staging buffers run out: -1, and nothing breaks */
+    float *small = B->host_alloc(B, 200 * sizeof(float));
+    assert_non_null(small);
+    fill_pattern(small, 200, 7);
+    int staged = 0;
+    while (staged < 64 && B->upload_ahead(B, small + staged, 100 + (size_t)staged) == 0) staged++;
+    assert_true(staged >= 4 && staged < 64); /* a training batch's four inputs at least; then -1 */
+    assert_null(B->error(B));
+    B->upload(B, d, small + 1, 101);
+    B->download(B, got, d, 101);
+    assert_memory_equal(got, small + 1, 101 * sizeof *got);
+    assert_int_equal(B->prefetched - taken, 10);
+
+    /* host_free drops what was staged (from it or not): its address may come back with other bytes, and
+     * every staging buffer is free again */
+    fill_pattern(h[0], n, 400);
+    assert_int_equal(B->upload_ahead(B, h[0], n), 0); /* the one left free: all are staged now */
+    assert_int_equal(B->upload_ahead(B, h[1], n), -1);
+    backend_host_free(B, h[0]);
+    h[0] = B->host_alloc(B, n * sizeof(float));
+    assert_non_null(h[0]);
+    fill_pattern(h[0], n, 500);
+    B->upload(B, d, h[0], n);
+    B->download(B, got, d, n);
+    assert_memory_equal(got, h[0], n * sizeof *got);
+    assert_int_equal(B->prefetched - taken, 10);
+    for (int k = 0; k < staged; k++) assert_int_equal(B->upload_ahead(B, h[1] + k, 100), 0);
+    B->sync(B);
+    backend_host_free(B, small);
+
+    B->release(B, d), B->release(B, d2);
+    backend_host_free(B, h[0]), backend_host_free(B, h[1]);
+    free(got);
+    assert_null(B->error(B));
+}
+
 /* ---- graphs: recorded calls run only when launched, and again at each
  * launch on the buffers' current contents; a failed recording leaves the
  * backend clean; memory_epoch moves with every allocation and release ---- */
@@ -836,7 +943,7 @@ int main(void)
         T(test_sigmoid),     T(test_maxpool2),       T(test_upsample2),  T(test_concat),
         T(test_quadrants),   T(test_mul_spatial),    T(test_mul_channel), T(test_avgpool_global),
         T(test_avgpool_block), T(test_linear),       T(test_softmax_ce), T(test_mse),
-        T(test_adamw),       T(test_host_alloc),     T(test_graphs),
+        T(test_adamw),       T(test_host_alloc),     T(test_upload_ahead), T(test_graphs),
         T(test_no_error),
     };
     int rc;

@@ -6,7 +6,9 @@
 #   test_backend  every op, forward and backward, in fp32 (NMSE <= 1e-10),
 #                 tf32 and bf16 (the GPU run's bounds), and fp32 deterministic
 #   net_parity    fopm-tiny: fp32 deterministic (bit-identical rerun), tf32, bf16
-#   ferbench      bench --device cuda (inference and a training step) runs
+#   ferbench      bench --device cuda (inference and a training step) runs;
+#                 train and run give the same bytes with and without graphs
+#                 and with and without prefetching (upload_ahead)
 # It checks the backend's logic and its use of the libraries (descriptors,
 # algorithm choice and cache, workspaces, BF16 staging, BN folding, the
 # fused-eval fallback, device pointers: the emulation reports a violation
@@ -49,14 +51,17 @@ done
 # Upload memory: the bench's inputs come from host_alloc; with the driver
 # refusing page-locked memory it falls back to malloc (and host_free knows).
 # warm-up 2: the first pass of each kind runs directly, the second is recorded as a graph, the timed ones launch it
+# Each step after the first takes inputs copied during the step before (prefetched: of 3 steps, 2 x;
+# for training 2 x 4: x, the two targets and the labels).
 if "$FB" bench --device cuda --config fopm-tiny --batch 2 --mode both --iters 1 --warmup 2 >"$T/bench" 2>"$T/err" &&
-    [ "$(grep -c '^bench .* graphs=on graph_launches=[1-9]' "$T/bench")" = 2 ] && sane 0; then
-    ok "ferbench bench --device cuda, inference and a training step, replayed as graphs"
+    grep -q '^bench .* mode=infer .* graphs=on graph_launches=[1-9][0-9]* prefetched=2 ' "$T/bench" &&
+    grep -q '^bench .* mode=train .* graphs=on graph_launches=[1-9][0-9]* prefetched=8 ' "$T/bench" && sane 0; then
+    ok "ferbench bench --device cuda, inference and a training step, replayed as graphs, inputs prefetched"
 else
     nok "ferbench bench --device cuda with graphs" "$(cat "$T/bench")" "$(tail -n 5 "$T/err")"
 fi
 if "$FB" bench --device cuda --config fopm-tiny --batch 2 --mode infer --iters 1 --warmup 2 --graphs off >"$T/bench" \
-    2>"$T/err" && grep -q '^bench .* graphs=none graph_launches=0 ' "$T/bench" && sane 0; then
+    2>"$T/err" && grep -q '^bench .* graphs=none graph_launches=0 prefetched=[1-9]' "$T/bench" && sane 0; then
     ok "ferbench bench --device cuda --graphs off: op by op"
 else
     nok "ferbench bench --device cuda --graphs off" "$(cat "$T/bench")" "$(tail -n 5 "$T/err")"
@@ -71,10 +76,11 @@ check "fixture (80 faces) through masksynth" sh -c "'$MS' fixture --layout rafdb
 # Training with CUDA graphs (validation between the epochs ends the repeats; the steps after it repeat
 # again) and op by op: the same bytes (two copies of the database, so the runs get the same id).
 cp "$T/d.sqlite" "$T/d_nog.sqlite"
+cp "$T/d.sqlite" "$T/d_nopf.sqlite"
 TRAIN="train --device cuda --config fopm-tiny --size 32 --epochs 2 --batch 8 --deterministic"
 if "$FB" $TRAIN --db "$T/d.sqlite" --out "$T/run" >"$T/train" 2>"$T/err" && sane 0 &&
-    grep -q 'graphs=on graph_launches=[1-9]' "$T/train"; then
-    ok "ferbench train --device cuda fopm-tiny (size 32), 2 epochs, steps replayed as graphs: $(grep -o 'graph_launches=[0-9]*' "$T/train")"
+    grep -q 'graphs=on graph_launches=[1-9][0-9]* prefetched=[1-9]' "$T/train"; then
+    ok "ferbench train --device cuda fopm-tiny (size 32), 2 epochs, steps replayed as graphs: $(grep -o 'graph_launches=[0-9]* prefetched=[0-9]*' "$T/train")"
 else
     nok "ferbench train --device cuda with graphs" "$(cat "$T/train")" "$(tail -n 5 "$T/err")"
 fi
@@ -86,6 +92,21 @@ if cmp "$T/run/last.ckpt.safetensors" "$T/run_nog/last.ckpt.safetensors" >/dev/n
 else
     nok "training with and without graphs: the checkpoints differ"
 fi
+# Each batch's copy to the device started during the step before (upload_ahead, on by default) or made
+# at its turn: the same bytes. On the emulation a staged copy runs only when the step waits for it, so a
+# missing wait would train on stale inputs.
+if "$FB" $TRAIN --prefetch off --db "$T/d_nopf.sqlite" --out "$T/run_nopf" >"$T/train" 2>"$T/err" && sane 0 &&
+    grep -q ' prefetched=0' "$T/train"; then
+    ok "ferbench train --device cuda --prefetch off, the same: $(grep -o 'prefetched=[0-9]*' "$T/train")"
+else
+    nok "ferbench train --device cuda --prefetch off" "$(cat "$T/train")" "$(tail -n 5 "$T/err")"
+fi
+if cmp "$T/run/last.ckpt.safetensors" "$T/run_nopf/last.ckpt.safetensors" >/dev/null 2>&1 &&
+    cmp "$T/run/best.safetensors" "$T/run_nopf/best.safetensors" >/dev/null 2>&1; then
+    ok "training with and without prefetching: byte-identical checkpoints"
+else
+    nok "training with and without prefetching: the checkpoints differ"
+fi
 check "ferbench run --device cuda on the test split" "$FB" run --device cuda --weights "$T/run/best.safetensors" \
     --db "$T/d.sqlite" --split test --out "$T/gpu.csv"
 check "ferbench run --device cpu, the same weights" "$FB" run --device cpu --weights "$T/run/best.safetensors" \
@@ -95,6 +116,16 @@ d=$(awk -F, 'NR == FNR { if (FNR > 2) { p[FNR] = $3; for (i = 4; i <= NF; i++) v
     FNR > 2 { rows++; if ($3 != p[FNR]) bad++; for (i = 4; i <= NF; i++) { e = $i - v[FNR, i]; if (e < 0) e = -e; if (e > m) m = e } }
     END { printf "%d rows, %d labels differ, max |dp| %.3g", rows, bad, m; exit !(rows > 0 && bad == 0 && m <= 1e-5) }' \
     "$T/cpu.csv" "$T/gpu.csv") && ok "predictions on cuda and cpu agree: $d" || nok "predictions on cuda and cpu" "$d"
+check "ferbench run --device cuda --prefetch off" "$FB" run --device cuda --prefetch off \
+    --weights "$T/run/best.safetensors" --db "$T/d.sqlite" --split test --out "$T/gpu_nopf.csv"
+# the predictions (after the two header lines, which carry the timing) are the same bytes
+tail -n +3 "$T/gpu.csv" >"$T/a.rows" 2>/dev/null
+tail -n +3 "$T/gpu_nopf.csv" >"$T/b.rows" 2>/dev/null
+if [ -s "$T/a.rows" ] && cmp "$T/a.rows" "$T/b.rows" >/dev/null 2>&1; then
+    ok "predictions with and without prefetching: the same bytes"
+else
+    nok "predictions with and without prefetching differ"
+fi
 
 echo "1..$n"
 [ "$failed" = 0 ]

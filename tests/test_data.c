@@ -299,21 +299,23 @@ static void test_resize_downsample_fractional(void **state)
  * (a two-row cache). The reference here blends per output pixel, in the same order of operations and with
  * weights derived the same way: the floats must be equal bit for bit, up and down, square or not, grey or
  * one channel of RGB, including sources of one row or column and outputs that reuse no row. */
+static void ref_source(float scale, int d, int n, int *i0, int *i1, float *l1)
+{
+    double f = scale * (d + 0.5) - 0.5;
+    if (f < 0) f = 0;
+    *i0 = (int)f, *i1 = *i0 + (*i0 < n - 1);
+    float l = (float)(f - *i0);
+    *l1 = l < 0 ? 0 : l > 1 ? 1 : l;
+}
+
 static void resize_reference(const uint8_t *px, int w, int h, int nc, int c, int S, float *out)
 {
-    float sx = (float)w / (float)S, sy = (float)h / (float)S;
     for (int y = 0; y < S; y++) {
-        double fy = sy * (y + 0.5) - 0.5;
-        if (fy < 0) fy = 0;
-        int y0 = (int)fy, y1 = y0 + (y0 < h - 1);
-        float ly = (float)(fy - y0);
-        ly = ly < 0 ? 0 : ly > 1 ? 1 : ly;
+        int y0, y1, x0, x1;
+        float ly, lx;
+        ref_source((float)h / (float)S, y, h, &y0, &y1, &ly);
         for (int x = 0; x < S; x++) {
-            double fx = sx * (x + 0.5) - 0.5;
-            if (fx < 0) fx = 0;
-            int x0 = (int)fx, x1 = x0 + (x0 < w - 1);
-            float lx = (float)(fx - x0);
-            lx = lx < 0 ? 0 : lx > 1 ? 1 : lx;
+            ref_source((float)w / (float)S, x, w, &x0, &x1, &lx);
             const uint8_t *r0 = px + (size_t)y0 * w * nc + c, *r1 = px + (size_t)y1 * w * nc + c;
             float t0 = (float)r0[x0 * nc] * (1.0f - lx) + (float)r0[x1 * nc] * lx;
             float t1 = (float)r1[x0 * nc] * (1.0f - lx) + (float)r1[x1 * nc] * lx;

@@ -153,37 +153,111 @@ static void *cu_host_alloc(backend *b, size_t bytes)
     return malloc(bytes ? bytes : 1);
 }
 
+static void stages_drop(cuda_ctx *cx);
+
 static void cu_host_free(backend *b, void *p)
 {
     cuda_ctx *cx = CX(b);
     if (!p) return;
+    stages_drop(cx); /* whatever they copied from, p's address may come back for other data */
     for (size_t i = 0; i < cx->pinned_n; i++)
         if (cx->pinned[i] == p) {
             cx->pinned[i] = cx->pinned[--cx->pinned_n];
             cudaFreeHost(p); /* waits for the device: no copy from p is left */
             return;
         }
-    free(p);
+    free(p); /* (a copy from pageable memory read it at the call) */
+}
+
+/* ---- uploads ahead of need: a copy stream, staging buffers, events ----
+ * copy stream:  [wait free_k] H2D host -> stage_k [record ready_k]
+ * main stream:  ... [wait ready_k] D2D stage_k -> dst [record free_k] ...
+ * so a copy overlaps whatever the main stream runs meanwhile, and stage_k
+ * is not written again before the main stream has copied it out. */
+
+static int stages_make(backend *b)
+{
+    cuda_ctx *cx = CX(b);
+    if (cu_check(b, cudaStreamCreateWithFlags(&cx->copy_stream, cudaStreamNonBlocking), "cudaStreamCreate (copies)"))
+        return -1;
+    for (int k = 0; k < CU_STAGES; k++)
+        if (cu_check(b, cudaEventCreateWithFlags(&cx->stages[k].ready, cudaEventDisableTiming), "cudaEventCreate") ||
+            cu_check(b, cudaEventCreateWithFlags(&cx->stages[k].free, cudaEventDisableTiming), "cudaEventCreate"))
+            return -1;
+    return 0;
+}
+
+static void stages_drop(cuda_ctx *cx)
+{
+    for (int k = 0; k < CU_STAGES; k++) cx->stages[k].pending = 0;
+}
+
+static int cu_upload_ahead(backend *b, const float *host, size_t n)
+{
+    cuda_ctx *cx = CX(b);
+    if (cx->failed || !n || !host || cu_capturing(b, "upload_ahead")) return -1;
+    if (!cx->copy_stream && stages_make(b)) return -1;
+    cu_stage *st = NULL;
+    for (int k = 0; k < CU_STAGES; k++) {
+        cu_stage *s = &cx->stages[k];
+        if (s->pending && s->host == host && s->floats == n) return 0; /* already on its way */
+        if (!s->pending && (!st || (st->cap < n && s->cap >= n))) st = s; /* a free one, big enough if any is */
+    }
+    if (!st) return -1;
+    if (st->cap < n) {
+        cu_free(b, st->buf);
+        st->cap = 0;
+        if (!(st->buf = (float *)cu_malloc(b, n * sizeof(float)))) return -1;
+        st->cap = n;
+        st->free_recorded = 0;
+    }
+    if (!st->free_recorded) { /* a new buffer: allocated on the main stream, so order the copy after that */
+        if (cu_check(b, cudaEventRecord(st->free, cx->stream), "cudaEventRecord")) return -1;
+        st->free_recorded = 1;
+    }
+    if (cu_check(b, cudaStreamWaitEvent(cx->copy_stream, st->free, 0), "cudaStreamWaitEvent") ||
+        cu_check(b, cudaMemcpyAsync(st->buf, host, n * sizeof(float), cudaMemcpyHostToDevice, cx->copy_stream),
+                 "upload_ahead") ||
+        cu_check(b, cudaEventRecord(st->ready, cx->copy_stream), "cudaEventRecord"))
+        return -1;
+    st->host = host, st->floats = n, st->pending = 1;
+    return 0;
 }
 
 static void cu_upload(backend *b, float *dst, const float *host, size_t n)
 {
-    if (CX(b)->failed || !n || cu_capturing(b, "upload")) return;
-    cu_check(b, cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, CX(b)->stream), "upload");
+    cuda_ctx *cx = CX(b);
+    if (cx->failed || !n || cu_capturing(b, "upload")) return;
+    for (int k = 0; k < CU_STAGES && cx->copy_stream; k++) {
+        cu_stage *s = &cx->stages[k];
+        if (!s->pending || s->host != host || s->floats != n) continue;
+        s->pending = 0;
+        b->prefetched++;
+        if (!cu_check(b, cudaStreamWaitEvent(cx->stream, s->ready, 0), "cudaStreamWaitEvent") &&
+            !cu_check(b, cudaMemcpyAsync(dst, s->buf, n * sizeof(float), cudaMemcpyDeviceToDevice, cx->stream),
+                      "upload (staged)"))
+            cu_check(b, cudaEventRecord(s->free, cx->stream), "cudaEventRecord");
+        return;
+    }
+    cu_check(b, cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, cx->stream), "upload");
 }
 
 static void cu_sync(backend *b)
 {
-    if (CX(b)->failed || cu_capturing(b, "sync")) return;
-    cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize");
+    cuda_ctx *cx = CX(b);
+    if (cx->failed || cu_capturing(b, "sync")) return;
+    if (!cu_check(b, cudaStreamSynchronize(cx->stream), "cudaStreamSynchronize") && cx->copy_stream)
+        cu_check(b, cudaStreamSynchronize(cx->copy_stream), "cudaStreamSynchronize (copies)"); /* staged stay so */
 }
 
+/* Waits for the main stream, so every copy an upload() took is done (what is staged for the next step
+ * may still be on its way). */
 static void cu_download(backend *b, float *host, const float *src, size_t n)
 {
     if (CX(b)->failed || !n || cu_capturing(b, "download")) return;
     if (!cu_check(b, cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, CX(b)->stream),
                   "download"))
-        cu_sync(b);
+        cu_check(b, cudaStreamSynchronize(CX(b)->stream), "cudaStreamSynchronize");
 }
 
 /* ---- graphs ---- */
@@ -248,6 +322,14 @@ static void cu_destroy(backend *b)
     cuda_ctx *cx = CX(b);
     if (cx) {
         if (cx->stream) cudaStreamSynchronize(cx->stream);
+        if (cx->copy_stream) {
+            cudaStreamSynchronize(cx->copy_stream);
+            cudaStreamDestroy(cx->copy_stream);
+            for (int k = 0; k < CU_STAGES; k++) {
+                if (cx->stages[k].ready) cudaEventDestroy(cx->stages[k].ready);
+                if (cx->stages[k].free) cudaEventDestroy(cx->stages[k].free);
+            }
+        }
         dnn_destroy(b);
         if (cx->blas) cublasDestroy(cx->blas);
         for (size_t i = 0; i < cx->map_n; i++) cudaFreeAsync(cx->keys[i], cx->stream);
@@ -315,6 +397,7 @@ static void fill_table(backend *b)
         b->capture_begin = cu_capture_begin, b->capture_end = cu_capture_end;
         b->graph_launch = cu_graph_launch, b->graph_free = cu_graph_free;
     }
+    if (!b->opt.no_prefetch) b->upload_ahead = cu_upload_ahead;
     b->fill = k_fill, b->copy = k_copy, b->acc = k_acc, b->add = k_add, b->axpb = k_axpb;
     b->conv2d_fwd = dnn_conv_fwd, b->conv2d_bwd = dnn_conv_bwd, b->conv2d_bn_eval = dnn_conv_bn_eval;
     b->bn_fwd_train = k_bn_fwd_train, b->bn_fwd_eval = dnn_bn_fwd_eval, b->bn_bwd = k_bn_bwd;

@@ -6,7 +6,8 @@
  *                    assemble, broadcast products, pooling, training batch
  *                    norm (+ReLU), losses, AdamW
  *                    (declared in kernels.h)
- * Everything runs on one stream (cx->stream) in issue order. Kernels that
+ * Everything runs on one stream (cx->stream) in issue order, but for
+ * upload_ahead's host-to-device copies (cx->copy_stream, ordered by events). Kernels that
  * reduce do so in a fixed order (no atomics), so results are bitwise
  * reproducible run to run; cuDNN/cuBLAS are when opt.deterministic is set. */
 #ifndef FB_CUDA_INTERNAL_H
@@ -22,6 +23,17 @@
 #include "kernels.h" /* kernels.cu's k_* (apart: the host emulation tests/cuda_emu/ needs no CUDA header) */
 
 typedef struct cudnn_state cudnn_state; /* cudnn_ops.cu */
+
+/* Staging buffers of upload_ahead: a training batch's four inputs, for the
+ * step running and the one after it. */
+enum { CU_STAGES = 8 };
+typedef struct {
+    const float *host; /* what the pending copy holds */
+    size_t floats, cap;
+    float *buf;
+    cudaEvent_t ready, free; /* recorded on the copy / the main stream */
+    int pending, free_recorded;
+} cu_stage;
 
 typedef struct {
     cudaStream_t stream;
@@ -46,6 +58,12 @@ typedef struct {
     void *blas_ws; /* cuBLAS's workspace, ours so that a recording never allocates one */
     double *scratch; /* kernels.cu's (K_SCRATCH_DOUBLES), for the same reason */
     size_t scratch_n;
+    /* upload_ahead: a second stream for host-to-device copies and the
+     * staging buffers they land in (made at its first call). A stage is
+     * pending from its copy until an upload() takes it; its buffer may be
+     * written again once the main stream's copy out of it is done (free). */
+    cudaStream_t copy_stream;
+    cu_stage stages[CU_STAGES];
 } cuda_ctx;
 
 static inline cuda_ctx *CX(backend *b) { return (cuda_ctx *)b->ctx; }

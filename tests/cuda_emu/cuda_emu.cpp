@@ -245,8 +245,123 @@ static int host_ok(const void *p, size_t bytes, const char *what)
     return 0;
 }
 
-cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t)
+/* ---- streams: the registry, side streams' queues, the main stream's device reads ---- */
+
+namespace {
+struct side_copy {
+    void *dst;
+    const unsigned char *src; /* page-locked: read when the copy runs */
+    size_t bytes;
+    uint64_t hash;                   /* of the page-locked source when queued */
+    std::vector<unsigned char> held; /* pageable source: read at the call, as CUDA does */
+};
+struct stream_rec {
+    bool ordinary = false;
+    std::vector<side_copy> queue; /* queue[i] is copy number ran + i */
+    size_t issued = 0, ran = 0;
+    uint64_t saw_main = 0;
+};
+struct device_read {
+    uintptr_t lo, hi;
+    uint64_t seq;
+};
+} // namespace
+static std::map<const void *, stream_rec> &streams = *new std::map<const void *, stream_rec>;
+static std::vector<device_read> main_reads; /* the latest device-to-device copies' sources */
+static uint64_t main_seq;
+
+void emu_stream_register(cudaStream_t s) { streams[s] = stream_rec(); }
+int emu_stream_live(cudaStream_t s) { return streams.count(s) != 0; }
+void emu_stream_ordinary(cudaStream_t s)
 {
+    auto it = streams.find(s);
+    if (it != streams.end() && !it->second.ordinary) {
+        emu_side_run(s, it->second.issued);
+        it->second.ordinary = true;
+    }
+}
+int emu_stream_is_side(cudaStream_t s)
+{
+    auto it = streams.find(s);
+    return it != streams.end() && !it->second.ordinary;
+}
+size_t emu_side_issued(cudaStream_t s)
+{
+    auto it = streams.find(s);
+    return it == streams.end() ? 0 : it->second.issued;
+}
+uint64_t emu_main_seq(void) { return main_seq; }
+void emu_side_saw_main(cudaStream_t s, uint64_t seq)
+{
+    auto it = streams.find(s);
+    if (it != streams.end() && seq > it->second.saw_main) it->second.saw_main = seq;
+}
+
+static uint64_t fnv1a(const unsigned char *p, size_t n);
+
+void emu_side_run(cudaStream_t s, size_t upto)
+{
+    auto it = streams.find(s);
+    if (it == streams.end()) return;
+    stream_rec &r = it->second;
+    size_t k = 0;
+    for (; r.ran < upto && k < r.queue.size(); k++, r.ran++) {
+        side_copy &c = r.queue[k];
+        if (!emu_is_device(c.dst, c.bytes)) {
+            emu_violation("a queued host-to-device copy of %zu bytes to %p runs after its destination was freed",
+                          c.bytes, c.dst);
+            continue;
+        }
+        if (c.held.empty() && fnv1a(c.src, c.bytes) != c.hash)
+            emu_violation("the page-locked source of a queued host-to-device copy (%zu bytes at %p) changed before "
+                          "the copy ran (on a GPU it may read either contents)",
+                          c.bytes, (const void *)c.src);
+        memcpy(c.dst, c.held.empty() ? c.src : c.held.data(), c.bytes);
+    }
+    r.queue.erase(r.queue.begin(), r.queue.begin() + (long)k);
+}
+
+void emu_side_run_all(void)
+{
+    for (auto &st : streams) emu_side_run((cudaStream_t)st.first, st.second.issued);
+}
+
+int emu_stream_unregister(cudaStream_t s)
+{
+    auto it = streams.find(s);
+    if (it == streams.end()) return -1;
+    emu_side_run(s, it->second.issued);
+    streams.erase(it);
+    return 0;
+}
+
+/* Queues a copy on side stream s, after the checks of cudaMemcpyAsync. */
+static void side_queue(cudaStream_t s, void *dst, const void *src, size_t bytes, bool page_locked)
+{
+    stream_rec &r = streams[s];
+    uintptr_t lo = (uintptr_t)dst, hi = lo + bytes;
+    for (const device_read &d : main_reads)
+        if (d.seq > r.saw_main && d.lo < hi && lo < d.hi)
+            emu_violation("a copy to %p (%zu bytes) on a copy stream overwrites device memory that a device copy "
+                          "read after that stream last waited for the main one (on a GPU the write may come first)",
+                          dst, bytes);
+    side_copy c{dst, (const unsigned char *)src, bytes, 0, {}};
+    if (page_locked) c.hash = fnv1a(c.src, bytes);
+    else c.held.assign(c.src, c.src + bytes);
+    r.queue.push_back(std::move(c));
+    r.issued++;
+}
+
+static void note_device_read(const void *src, size_t bytes)
+{
+    enum { KEEP = 256 };
+    if (main_reads.size() == KEEP) main_reads.erase(main_reads.begin());
+    main_reads.push_back({(uintptr_t)src, (uintptr_t)src + bytes, ++main_seq});
+}
+
+cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s)
+{
+    emu_stream_ordinary(s);
     if (!dev_ok(p, bytes, "cudaMemsetAsync")) return cudaErrorInvalidValue;
     return emu_stream_do("cudaMemsetAsync", [=] { memset(p, v, bytes); });
 }
@@ -285,8 +400,9 @@ cudaError_t emu_capture_forbids(const char *)
     return e;
 }
 
-cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode)
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode)
 {
+    emu_stream_ordinary(s);
     if (capture_state != NOT_CAPTURING) return cudaErrorInvalidValue;
     recording = new emu_graph;
     emu_graphs_live++;
@@ -320,8 +436,9 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned lon
     return cudaSuccess;
 }
 
-cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t)
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s)
 {
+    emu_stream_ordinary(s);
     if (!e) return cudaErrorInvalidValue;
     if (capture_state != NOT_CAPTURING) return emu_capture_forbids("cudaGraphLaunch"); /* (CUDA would nest it) */
     for (const auto &a : e->g.allocs) {
@@ -396,6 +513,7 @@ cudaError_t cudaFreeHost(void *p)
         emu_violation("cudaFreeHost(%p): not a live cudaHostAlloc block", p);
         return cudaErrorInvalidValue;
     }
+    emu_side_run_all(); /* the device is synchronised: queued copies from p run first */
     emu_pinned_check("cudaFreeHost");
     pinned.erase(it);
     emu_pinned_live--;
@@ -419,8 +537,10 @@ int emu_pinned_check(const char *at)
 
 /* memcpy, not memmove: overlapping copies are undefined on the device too
  * (ASan reports them). */
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t)
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s)
 {
+    const bool side = kind == cudaMemcpyHostToDevice && emu_stream_is_side(s);
+    if (!side) emu_stream_ordinary(s);
     int good = 1;
     switch (kind) {
     case cudaMemcpyHostToDevice: good = host_ok(src, bytes, "cudaMemcpyAsync source") && dev_ok(dst, bytes, "cudaMemcpyAsync destination"); break;
@@ -429,8 +549,15 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     default: good = !emu_strict; break;
     }
     if (!good) return cudaErrorInvalidValue;
-    if (kind == cudaMemcpyDeviceToDevice) return emu_stream_do("cudaMemcpyAsync", [=] { memcpy(dst, src, bytes); });
+    if (kind == cudaMemcpyDeviceToDevice) {
+        if (bytes && capture_state == NOT_CAPTURING) note_device_read(src, bytes);
+        return emu_stream_do("cudaMemcpyAsync", [=] { memcpy(dst, src, bytes); });
+    }
     if (cudaError_t e = emu_capture_forbids("cudaMemcpyAsync to or from the host")) return e;
+    if (side) {
+        if (bytes) side_queue(s, dst, src, bytes, inside_one(pinned, src, bytes));
+        return cudaSuccess;
+    }
     memcpy(dst, src, bytes);
     if (kind == cudaMemcpyHostToDevice && bytes && inside_one(pinned, src, bytes))
         pending.push_back({(const unsigned char *)src, bytes, fnv1a((const unsigned char *)src, bytes)});
@@ -488,8 +615,9 @@ void emu_trim(void)
     kept_bytes = 0;
 }
 
-cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t)
+cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s)
 {
+    emu_stream_ordinary(s);
     if (cudaError_t e = emu_capture_forbids("cudaMallocAsync")) {
         *p = NULL;
         return e;
@@ -502,8 +630,9 @@ cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t)
     return cudaSuccess;
 }
 
-cudaError_t cudaFreeAsync(void *p, cudaStream_t)
+cudaError_t cudaFreeAsync(void *p, cudaStream_t s)
 {
+    emu_stream_ordinary(s);
     if (!p) return cudaSuccess;
     if (cudaError_t e = emu_capture_forbids("cudaFreeAsync")) return e;
     auto it = live.find((uintptr_t)p);

@@ -79,7 +79,7 @@ static int device_count(void)
     return v ? atoi(v) : 1;
 }
 static int current_device;
-static int stream_tag, pool_tag; /* their addresses are the handles */
+static int pool_tag; /* its address is the handle */
 
 const char *cudaGetErrorString(cudaError_t e)
 {
@@ -142,26 +142,73 @@ cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t)
     return cudaSuccess;
 }
 
-static int live_streams;
+/* A stream is a byte of its own: its address is the handle (emu_runtime.h: streams). */
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned)
 {
-    *s = &stream_tag;
-    live_streams++;
+    if (!(*s = malloc(1))) return cudaErrorMemoryAllocation;
+    emu_stream_register(*s);
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
-    if (s != &stream_tag || live_streams <= 0) return cudaErrorInvalidValue;
-    live_streams--;
+    if (emu_stream_unregister(s)) return cudaErrorInvalidValue;
+    free(s);
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
-    if (s != &stream_tag) return cudaErrorInvalidValue;
+    if (!emu_stream_live(s)) return cudaErrorInvalidValue;
     if (cudaError_t e = emu_capture_forbids("cudaStreamSynchronize")) return e;
+    emu_side_run(s, emu_side_issued(s));
     emu_pinned_check("cudaStreamSynchronize");
+    return cudaSuccess;
+}
+
+/* An event: where in its stream it was recorded (a side stream's copy
+ * count; the main stream's position, which has run already). */
+struct emu_event {
+    int recorded;
+    cudaStream_t stream;
+    int side;
+    size_t issued;
+    uint64_t main_seq;
+};
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned)
+{
+    *e = (cudaEvent_t)calloc(1, sizeof(emu_event));
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t e)
+{
+    if (!e) return cudaErrorInvalidValue;
+    free(e);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
+{
+    if (!e || !emu_stream_live(s)) return cudaErrorInvalidValue;
+    if (cudaError_t err = emu_capture_forbids("cudaEventRecord")) return err; /* (the backend records none in graphs) */
+    e->recorded = 1, e->stream = s, e->side = emu_stream_is_side(s);
+    e->issued = emu_side_issued(s), e->main_seq = emu_main_seq();
+    return cudaSuccess;
+}
+
+/* Work issued on s after this waits for e's point: a side stream's copies
+ * up to it run now (the latest a GPU could run them); a side stream that
+ * waits for the main stream notes how far it has seen. An event never
+ * recorded is no dependency, as in CUDA. */
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags)
+{
+    if (!e || flags || !emu_stream_live(s)) return cudaErrorInvalidValue;
+    if (cudaError_t err = emu_capture_forbids("cudaStreamWaitEvent")) return err;
+    if (!e->recorded) return cudaSuccess;
+    if (e->side) emu_side_run(e->stream, e->issued);
+    else if (emu_stream_is_side(s)) emu_side_saw_main(s, e->main_seq);
     return cudaSuccess;
 }
 
@@ -248,6 +295,7 @@ cublasStatus_t cublasDestroy(cublasHandle_t h)
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
 {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    emu_stream_ordinary(s);
     h->stream = s;
     h->ws = NULL;
     return CUBLAS_STATUS_SUCCESS;
@@ -277,7 +325,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 {
     const char *api = "cublasSgemm";
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (h->stream != &stream_tag) emu_violation("%s: the handle has no stream (cublasSetStream)", api);
+    if (!emu_stream_live(h->stream)) emu_violation("%s: the handle has no live stream (cublasSetStream)", api);
     int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m; /* A as stored */
     int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k;
     if (m < 0 || n < 0 || k < 0 || lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1)) {
@@ -381,6 +429,7 @@ cudnnStatus_t cudnnDestroy(cudnnHandle_t h) { return h ? destroy(h) : CUDNN_STAT
 cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s)
 {
     if (!h) return CUDNN_STATUS_NOT_INITIALIZED;
+    emu_stream_ordinary(s);
     h->stream = s;
     return CUDNN_STATUS_SUCCESS;
 }

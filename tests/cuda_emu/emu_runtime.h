@@ -55,6 +55,31 @@ extern long emu_pinned_live;             /* cudaHostAlloc blocks not yet freed *
  * many sources had changed (each reported as a violation). */
 int emu_pinned_check(const char *at);
 
+/* ---- streams ----
+ * Launches and the libraries' calls carry no stream here: they run at once,
+ * in issue order, as on one stream. The streams cudaStreamCreateWithFlags
+ * makes (include/cuda_runtime.h) are registered; one that has carried only
+ * host-to-device copies and events (a backend's copy stream) is a side
+ * stream: its copies are queued and run only when some stream waits for an
+ * event recorded after them, or it (or the device: cudaFreeHost) is
+ * synchronised, which is the latest a GPU could run them. So a read of a
+ * copy's destination without a wait for its event sees the old bytes, and
+ * a page-locked source changed before the copy ran is reported. A copy
+ * into device memory that a device-to-device copy read after the side
+ * stream's last wait for the main one is reported too (on a GPU the write
+ * may land first). Any other use of a stream (allocation, memset, device
+ * copies, a library's stream, capture) makes it an ordinary one. */
+void emu_stream_register(cudaStream_t s);
+int emu_stream_unregister(cudaStream_t s); /* runs its queue; -1 if s was not live */
+int emu_stream_live(cudaStream_t s);
+void emu_stream_ordinary(cudaStream_t s);
+int emu_stream_is_side(cudaStream_t s);
+size_t emu_side_issued(cudaStream_t s);                   /* copies queued on s so far */
+void emu_side_run(cudaStream_t s, size_t upto);          /* runs s's queue up to copy number upto */
+void emu_side_saw_main(cudaStream_t s, uint64_t main_seq); /* s waited for the main stream at main_seq */
+uint64_t emu_main_seq(void);                             /* the main stream's position (device reads so far) */
+void emu_side_run_all(void);
+
 /* ---- stream capture (CUDA graphs) ----
  * Between cudaStreamBeginCapture and cudaStreamEndCapture the stream's work
  * (launches, memsets, device-to-device copies, the emulated cuDNN and cuBLAS

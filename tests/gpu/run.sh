@@ -20,9 +20,10 @@
 #      train, fp32/tf32/bf16; the same with PyTorch eager (and
 #      torch.compile at batch 16) on the same GPU (bench/perf/gpu_peer.py),
 #      both timing the same step: pinned inputs copied in, results copied
-#      out; ours replays each step as CUDA graphs (--graphs off once, tf32
-#      batch 16, for reference); then PyTorch with its inputs resident on
-#      the GPU, for reference
+#      out; ours replays each step as CUDA graphs and copies the next
+#      step's inputs during this one (--graphs off and --prefetch off once
+#      each, tf32 batch 16, for reference); then PyTorch with its inputs
+#      resident on the GPU, for reference
 #   4b/4c. per-op profile (profile.txt); compute-sanitizer memcheck of test_backend if time is left
 #   5. the issue's targets: fopm inference at batch 16 <= 1.0 ms/image,
 #      >= 2x PyTorch eager, peak <= 2.1 GB; training step >= 1.5x eager
@@ -233,6 +234,9 @@ else
     # for reference: ours op by op, without graphs (device label cuda-nographs)
     bench "ours tf32 batch $N0 without graphs" 60 sh -c "'$BIN/ferbench' bench --device cuda --precision tf32 \
         --config fopm --batch $N0 --mode both --iters 10 --warmup 2 --graphs off | sed 's/^bench device=cuda /bench device=cuda-nographs /'"
+    # for reference: ours with each batch copied at its turn (device label cuda-noprefetch)
+    bench "ours tf32 batch $N0 without prefetching" 60 sh -c "'$BIN/ferbench' bench --device cuda --precision tf32 \
+        --config fopm --batch $N0 --mode both --iters 10 --warmup 2 --prefetch off | sed 's/^bench device=cuda /bench device=cuda-noprefetch /'"
     bench "pytorch compile tf32" 150 env LD_LIBRARY_PATH="$ORIG_LD" PYTHONUNBUFFERED=1 $PY bench/perf/gpu_peer.py --config fopm --batch "$N0" \
         --mode both --precision tf32 --iters 10 --warmup 3 --compile
     sweep "$REST" 120 5
@@ -300,6 +304,8 @@ g=$(grep '^bench device=cuda .*batch='"${BATCHES%%,*}"' ' "$BENCH" | awk '{ for 
 grep '^# graphs failed' "$BENCH" | sort -u | while read -r l; do say "${l#\# }"; done
 r=$(grep '^bench device=cuda-nographs' "$BENCH")
 [ -n "$r" ] && say "ours without graphs (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
+r=$(grep '^bench device=cuda-noprefetch' "$BENCH")
+[ -n "$r" ] && say "ours with each batch copied at its turn, --prefetch off (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
 r=$(grep '^bench device=cuda-pytorch-resident' "$BENCH")
 [ -n "$r" ] && say "PyTorch eager, inputs resident on the GPU (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
 c=$(grep '^bench device=cuda-pytorch-compile' "$BENCH")
