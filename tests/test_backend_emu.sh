@@ -40,6 +40,9 @@ for p in fp32 tf32 bf16; do
 done
 tap_run "test_backend: every op on the emulated CUDA backend, fp32 deterministic (heuristic algorithm choice)" \
     env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 FB_TEST_DETERMINISTIC=1 "$TB/test_backend"
+# upload memory where the driver refuses page-locking: plain malloc, whose copies land after the call returns
+tap_run "test_backend: uploads ahead with page-locked memory refused" \
+    env FB_TEST_DEVICE=cuda FB_EMU_NO_PINNED=1 FB_TEST_ONLY=test_upload_ahead "$TB/test_backend"
 
 tap_run "net_parity: fopm-tiny fp32, 3 steps, deterministic rerun bit-identical" \
     env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 "$TB/net_parity" --config fopm-tiny --batch 2 --steps 3 --deterministic

@@ -153,13 +153,13 @@ static void *cu_host_alloc(backend *b, size_t bytes)
     return malloc(bytes ? bytes : 1);
 }
 
-static void stages_drop(cuda_ctx *cx);
+static void stages_drop(backend *b);
 
 static void cu_host_free(backend *b, void *p)
 {
-    cuda_ctx *cx = CX(b);
     if (!p) return;
-    stages_drop(cx); /* whatever they copied from, p's address may come back for other data */
+    cuda_ctx *cx = CX(b);
+    stages_drop(b); /* whatever they copied from, p's address may come back for other data */
     for (size_t i = 0; i < cx->pinned_n; i++)
         if (cx->pinned[i] == p) {
             cx->pinned[i] = cx->pinned[--cx->pinned_n];
@@ -187,9 +187,15 @@ static int stages_make(backend *b)
     return 0;
 }
 
-static void stages_drop(cuda_ctx *cx)
+/* Forgets the copies not taken. One may still be in flight (from pageable memory, cudaMemcpyAsync returns
+ * before its transfer ends), and nothing on the main stream waits for it: so wait here, before its buffer
+ * can be regrown (freed on the main stream) or refilled. */
+static void stages_drop(backend *b)
 {
-    for (int k = 0; k < CU_STAGES; k++) cx->stages[k].pending = 0;
+    cuda_ctx *cx = CX(b);
+    int any = 0;
+    for (int k = 0; k < CU_STAGES; k++) any |= cx->stages[k].pending, cx->stages[k].pending = 0;
+    if (any && !cx->failed) cu_check(b, cudaStreamSynchronize(cx->copy_stream), "cudaStreamSynchronize (copies)");
 }
 
 static int cu_upload_ahead(backend *b, const float *host, size_t n)
