@@ -299,8 +299,8 @@ for p in fp32 tf32 bf16; do
         done
     done
 done
-g=$(grep '^bench device=cuda .*batch='"${BATCHES%%,*}"' ' "$BENCH" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(precision|mode|graphs|graph_launches)=/) printf "%s ", $i; print "" }' | tr '\n' ';')
-[ -n "$g" ] && say "our CUDA graphs at batch ${BATCHES%%,*}: $g"
+g=$(grep '^bench device=cuda .*batch='"${BATCHES%%,*}"' ' "$BENCH" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(precision|mode|graphs|graph_launches|prefetched)=/) printf "%s ", $i; print "" }' | tr '\n' ';')
+[ -n "$g" ] && say "our CUDA graphs and prefetched uploads at batch ${BATCHES%%,*}: $g"
 grep '^# graphs failed' "$BENCH" | sort -u | while read -r l; do say "${l#\# }"; done
 r=$(grep '^bench device=cuda-nographs' "$BENCH")
 [ -n "$r" ] && say "ours without graphs (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
