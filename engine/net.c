@@ -970,6 +970,19 @@ static void forward_pass(net *t)
     if (xi >= 0) run_forward(t, xi);
 }
 
+/* Floats of a step's host inputs at batch n: x [n,3,S,S] and the targets occ [n,1,G,G], heat [n,68,G,G]
+ * (labels: n words). net_forward and net_loss upload these lengths and net_prefetch stages them: a staged
+ * copy is found by pointer and length. */
+typedef struct {
+    size_t x, occ, heat;
+} step_inputs;
+
+static step_inputs inputs_at(const net *t, int n)
+{
+    const size_t S = (size_t)t->p->cfg.size, G = (size_t)model_grid(&t->p->cfg);
+    return (step_inputs){(size_t)n * 3 * S * S, (size_t)n * G * G, (size_t)n * MODEL_LANDMARKS * G * G};
+}
+
 int net_forward(net *t, const float *x, int n, int train)
 {
     if (!t || !x || n <= 0) return -1;
@@ -1003,7 +1016,7 @@ int net_forward(net *t, const float *x, int n, int train)
         return -1;
     }
     prof_begin(t);
-    t->be->upload(t->be, D(t, 0), x, t->slots[0].numel);
+    t->be->upload(t->be, D(t, 0), x, inputs_at(t, n).x); /* (slot 0's size) */
     prof_charge(t, &t->prof.upload);
     run_pass(t, &t->rp[train ? RP_TRAIN : RP_EVAL], t->fwd_print, forward_pass);
     ops_set_winograd(wg);
@@ -1018,12 +1031,10 @@ int net_prefetch(net *t, const float *x, const float *occ_t, const float *heat_t
 {
     if (!t || !x || n <= 0 || !t->be->upload_ahead) return 0;
     backend *be = t->be;
-    const size_t S = (size_t)t->p->cfg.size, G = (size_t)model_grid(&t->p->cfg);
-    /* the lengths net_forward and net_loss upload, so that their uploads find these */
-    int staged = be->upload_ahead(be, x, (size_t)n * 3 * S * S) == 0;
+    const step_inputs in = inputs_at(t, n);
+    int staged = be->upload_ahead(be, x, in.x) == 0;
     if (occ_t && heat_t && labels)
-        staged += (be->upload_ahead(be, occ_t, (size_t)n * G * G) == 0) +
-                  (be->upload_ahead(be, heat_t, (size_t)n * MODEL_LANDMARKS * G * G) == 0) +
+        staged += (be->upload_ahead(be, occ_t, in.occ) == 0) + (be->upload_ahead(be, heat_t, in.heat) == 0) +
                   (be->upload_ahead(be, (const float *)(const void *)labels, (size_t)n) == 0);
     return staged;
 }
@@ -1113,8 +1124,9 @@ int net_loss(net *t, const float *occ_t, const float *heat_t, const int *labels,
     size_t need = so->numel + sh->numel + (size_t)t->n;
     if (grow(t, &t->tgt, &t->tgt_cap, need) || (!t->lossbuf && grow(t, &t->lossbuf, &(size_t){0}, 3))) return -1;
     float *ot = t->tgt, *ht = ot + so->numel, *lab = ht + sh->numel;
-    t->be->upload(t->be, ot, occ_t, so->numel);
-    t->be->upload(t->be, ht, heat_t, sh->numel);
+    const step_inputs in = inputs_at(t, t->n); /* (the two slots' sizes) */
+    t->be->upload(t->be, ot, occ_t, in.occ);
+    t->be->upload(t->be, ht, heat_t, in.heat);
     _Static_assert(sizeof(int) == sizeof(float), "labels travel as 32-bit words");
     t->be->upload(t->be, lab, (const float *)(const void *)labels, (size_t)t->n);
     t->be->mse(t->be, so->data, ot, so->numel, NET_W_LP, so->grad, t->lossbuf);

@@ -245,15 +245,35 @@ static int host_ok(const void *p, size_t bytes, const char *what)
     return 0;
 }
 
+/* A copy's page-locked source and its hash when the copy was asked for: a GPU reads the source later, so
+ * a change before then is a race (checked where the copy runs, or at the synchronisation after it). */
+struct pending_copy {
+    const unsigned char *src;
+    size_t bytes;
+    uint64_t hash;
+};
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static pending_copy pending_from(const void *src, size_t bytes)
+{
+    return {(const unsigned char *)src, bytes, fnv1a((const unsigned char *)src, bytes)};
+}
+
+static bool source_changed(const pending_copy &c) { return fnv1a(c.src, c.bytes) != c.hash; }
+
 /* ---- streams: the registry, side streams' queues, the main stream's device reads ---- */
 
 namespace {
 struct side_copy {
     void *dst;
-    const unsigned char *src; /* page-locked: read when the copy runs */
-    size_t bytes;
-    uint64_t hash;                   /* of the page-locked source when queued */
-    std::vector<unsigned char> held; /* pageable source: read at the call, as CUDA does */
+    pending_copy from;               /* page-locked source: read when the copy runs */
+    std::vector<unsigned char> held; /* pageable source: read at the call, as CUDA does (from: address, length) */
 };
 struct stream_rec {
     bool ordinary = false;
@@ -270,55 +290,60 @@ static std::map<const void *, stream_rec> &streams = *new std::map<const void *,
 static std::vector<device_read> main_reads; /* the latest device-to-device copies' sources */
 static uint64_t main_seq;
 
-void emu_stream_register(cudaStream_t s) { streams[s] = stream_rec(); }
-int emu_stream_live(cudaStream_t s) { return streams.count(s) != 0; }
-void emu_stream_ordinary(cudaStream_t s)
+/* s's record, NULL for a stream never registered (the kernels-only test's) */
+static stream_rec *rec_of(cudaStream_t s)
 {
     auto it = streams.find(s);
-    if (it != streams.end() && !it->second.ordinary) {
-        emu_side_run(s, it->second.issued);
-        it->second.ordinary = true;
+    return it == streams.end() ? nullptr : &it->second;
+}
+
+void emu_stream_register(cudaStream_t s) { streams[s] = stream_rec(); }
+int emu_stream_live(cudaStream_t s) { return rec_of(s) != nullptr; }
+void emu_stream_ordinary(cudaStream_t s)
+{
+    stream_rec *r = rec_of(s);
+    if (r && !r->ordinary) {
+        emu_side_run(s, r->issued);
+        r->ordinary = true;
     }
 }
 int emu_stream_is_side(cudaStream_t s)
 {
-    auto it = streams.find(s);
-    return it != streams.end() && !it->second.ordinary;
+    stream_rec *r = rec_of(s);
+    return r && !r->ordinary;
 }
 size_t emu_side_issued(cudaStream_t s)
 {
-    auto it = streams.find(s);
-    return it == streams.end() ? 0 : it->second.issued;
+    stream_rec *r = rec_of(s);
+    return r ? r->issued : 0;
 }
 uint64_t emu_main_seq(void) { return main_seq; }
 void emu_side_saw_main(cudaStream_t s, uint64_t seq)
 {
-    auto it = streams.find(s);
-    if (it != streams.end() && seq > it->second.saw_main) it->second.saw_main = seq;
+    stream_rec *r = rec_of(s);
+    if (r && seq > r->saw_main) r->saw_main = seq;
 }
-
-static uint64_t fnv1a(const unsigned char *p, size_t n);
 
 void emu_side_run(cudaStream_t s, size_t upto)
 {
-    auto it = streams.find(s);
-    if (it == streams.end()) return;
-    stream_rec &r = it->second;
+    stream_rec *r = rec_of(s);
+    if (!r) return;
     size_t k = 0;
-    for (; r.ran < upto && k < r.queue.size(); k++, r.ran++) {
-        side_copy &c = r.queue[k];
-        if (!emu_is_device(c.dst, c.bytes)) {
+    for (; r->ran < upto && k < r->queue.size(); k++, r->ran++) {
+        side_copy &c = r->queue[k];
+        const size_t bytes = c.from.bytes;
+        if (!emu_is_device(c.dst, bytes)) {
             emu_violation("a queued host-to-device copy of %zu bytes to %p runs after its destination was freed",
-                          c.bytes, c.dst);
+                          bytes, c.dst);
             continue;
         }
-        if (c.held.empty() && fnv1a(c.src, c.bytes) != c.hash)
+        if (c.held.empty() && source_changed(c.from))
             emu_violation("the page-locked source of a queued host-to-device copy (%zu bytes at %p) changed before "
                           "the copy ran (on a GPU it may read either contents)",
-                          c.bytes, (const void *)c.src);
-        memcpy(c.dst, c.held.empty() ? c.src : c.held.data(), c.bytes);
+                          bytes, (const void *)c.from.src);
+        memcpy(c.dst, c.held.empty() ? c.from.src : c.held.data(), bytes);
     }
-    r.queue.erase(r.queue.begin(), r.queue.begin() + (long)k);
+    r->queue.erase(r->queue.begin(), r->queue.begin() + (long)k);
 }
 
 void emu_side_run_all(void)
@@ -328,26 +353,26 @@ void emu_side_run_all(void)
 
 int emu_stream_unregister(cudaStream_t s)
 {
-    auto it = streams.find(s);
-    if (it == streams.end()) return -1;
-    emu_side_run(s, it->second.issued);
-    streams.erase(it);
+    stream_rec *r = rec_of(s);
+    if (!r) return -1;
+    emu_side_run(s, r->issued);
+    streams.erase(s);
     return 0;
 }
 
 /* Queues a copy on side stream s, after the checks of cudaMemcpyAsync. */
 static void side_queue(cudaStream_t s, void *dst, const void *src, size_t bytes, bool page_locked)
 {
-    stream_rec &r = streams[s];
+    stream_rec &r = *rec_of(s); /* (a side stream: registered) */
     uintptr_t lo = (uintptr_t)dst, hi = lo + bytes;
     for (const device_read &d : main_reads)
         if (d.seq > r.saw_main && d.lo < hi && lo < d.hi)
             emu_violation("a copy to %p (%zu bytes) on a copy stream overwrites device memory that a device copy "
                           "read after that stream last waited for the main one (on a GPU the write may come first)",
                           dst, bytes);
-    side_copy c{dst, (const unsigned char *)src, bytes, 0, {}};
-    if (page_locked) c.hash = fnv1a(c.src, bytes);
-    else c.held.assign(c.src, c.src + bytes);
+    side_copy c{dst, {(const unsigned char *)src, bytes, 0}, {}};
+    if (page_locked) c.from = pending_from(src, bytes);
+    else c.held.assign(c.from.src, c.from.src + bytes);
     r.queue.push_back(std::move(c));
     r.issued++;
 }
@@ -475,19 +500,7 @@ cudaError_t cudaGraphDestroy(cudaGraph_t g)
 int emu_host_alloc_fail;
 long emu_pinned_live;
 static std::map<uintptr_t, size_t> pinned; /* base -> bytes */
-struct pending_copy {
-    const unsigned char *src;
-    size_t bytes;
-    uint64_t hash;
-};
 static std::vector<pending_copy> pending;
-
-static uint64_t fnv1a(const unsigned char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
 
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned)
 {
@@ -525,7 +538,7 @@ int emu_pinned_check(const char *at)
 {
     int changed = 0;
     for (const pending_copy &c : pending)
-        if (fnv1a(c.src, c.bytes) != c.hash) {
+        if (source_changed(c)) {
             emu_violation("%s: the page-locked source of a cudaMemcpyAsync (%zu bytes at %p) changed before the "
                           "stream was synchronised (on a GPU the copy may read either contents)",
                           at, c.bytes, (const void *)c.src);
@@ -560,7 +573,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     }
     memcpy(dst, src, bytes);
     if (kind == cudaMemcpyHostToDevice && bytes && inside_one(pinned, src, bytes))
-        pending.push_back({(const unsigned char *)src, bytes, fnv1a((const unsigned char *)src, bytes)});
+        pending.push_back(pending_from(src, bytes));
     return cudaSuccess;
 }
 
