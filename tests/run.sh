@@ -45,5 +45,6 @@ exec prove --timer \
     tests/test_interop.py \
     tests/test_forward.py \
     tests/test_train.py \
+    tests/test_peers.py \
     tests/test_report.sh \
     tests/test_train_e2e.sh

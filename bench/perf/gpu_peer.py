@@ -43,6 +43,11 @@ out): the weights, inputs, activations, gradients and AdamW state, in
 caching-allocator bytes in use (not reserved, not the CUDA context).
 Everything is freed (del, torch.cuda.empty_cache()) between batches.
 Exit 2 (message on stderr) when CUDA is not available.
+--device cpu runs the same code on the CPU, for checking the script where
+there is no GPU (the test suite, tests/gpu/run.sh's DRYRUN): no page-locked
+inputs, bf16 under torch.autocast("cpu"), wall-clock times
+(time.perf_counter) and peak_bytes 0; its times say nothing about a GPU.
+Lines are labelled cpu-pytorch[-compile][-resident] then.
 
   /usr/bin/python3 bench/perf/gpu_peer.py --config fopm --batch 16,64,256 \\
       --mode both --precision tf32 --iters 20 --warmup 5
@@ -56,6 +61,7 @@ import gc
 import os
 import statistics
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -90,10 +96,45 @@ def set_precision(precision):
     torch.backends.cudnn.benchmark = True
 
 
-def autocast_ctx(precision):
+def autocast_ctx(precision, device):
     if precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def is_cuda(device):
+    return device.type == "cuda"
+
+
+def sync(device):
+    if is_cuda(device):
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """One iteration's time: CUDA events on the GPU (read after a final
+    synchronisation), time.perf_counter on the CPU."""
+
+    def __init__(self, device):
+        self.cuda = is_cuda(device)
+        if self.cuda:
+            self.start_ev = torch.cuda.Event(enable_timing=True)
+            self.end_ev = torch.cuda.Event(enable_timing=True)
+
+    def start(self):
+        if self.cuda:
+            self.start_ev.record()
+        else:
+            self.t0 = time.perf_counter()
+
+    def stop(self):
+        if self.cuda:
+            self.end_ev.record()
+        else:
+            self.t1 = time.perf_counter()
+
+    def seconds(self):
+        return self.start_ev.elapsed_time(self.end_ev) / 1000.0 if self.cuda else self.t1 - self.t0
 
 
 def make_inputs(cfg, n, device):
@@ -117,7 +158,7 @@ def make_infer_step(net, x, precision, compiled, device, host_io):
     def step():
         with grad_ctx():
             xd = x.to(device, non_blocking=True) if host_io else x
-            with autocast_ctx(precision):
+            with autocast_ctx(precision, device):
                 out = net(xd)
             if host_io:
                 out[0].float().cpu()  # the logits back, as ferbench's net_logits
@@ -131,7 +172,7 @@ def make_train_step(net, params, inputs, precision, device, host_io):
     def step():
         x, occ_t, heat_t, labels = (t.to(device, non_blocking=True) for t in inputs) if host_io else inputs
         opt.zero_grad(set_to_none=True)
-        with autocast_ctx(precision):
+        with autocast_ctx(precision, device):
             logits, occ, heat = net(x)
         logits, occ, heat = logits.float(), occ.float(), heat.float()
         lp, lm, ld = F.mse_loss(occ, occ_t), F.mse_loss(heat, heat_t), F.cross_entropy(logits, labels)
@@ -167,41 +208,40 @@ def time_mode(cfg, n, train, precision, compile_, warmup, iters, device, host_io
             raise CompileUnavailable(e)
         warmup = max(warmup, COMPILE_MIN_WARMUP)
     x, occ_t, heat_t, labels, grid = make_inputs(cfg, n, torch.device("cpu") if host_io else device)
-    if host_io:
+    if host_io and is_cuda(device):
         x, occ_t, heat_t, labels = (t.pin_memory() for t in (x, occ_t, heat_t, labels))
     opt = None
     if train:
         step, opt = make_train_step(net, model.parameters(), (x, occ_t, heat_t, labels), precision, device, host_io)
     else:
         step = make_infer_step(net, x, precision, compile_, device, host_io)
-    events = []
+    watches = []
     out = None
     for it in range(-warmup, iters):
-        torch.cuda.synchronize(device)
-        if it == 0:
+        sync(device)
+        if it == 0 and is_cuda(device):
             # after the warmup: not cudnn.benchmark's trial workspaces nor
             # compilation, but weights, inputs, AdamW state and the step itself
             torch.cuda.reset_peak_memory_stats(device)
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
+        watch = Stopwatch(device)
+        watch.start()
         if compile_ and it == -warmup:
             # the first call compiles (forward; backward on its first use)
             try:
                 out = step()
-                torch.cuda.synchronize(device)
+                sync(device)
             except Exception as e:
                 if is_oom(e):
                     raise
                 raise CompileUnavailable(e)
         else:
             out = step()
-        end.record()
+        watch.stop()
         if it >= 0:
-            events.append((start, end))
-    torch.cuda.synchronize(device)
-    ts = [s.elapsed_time(e) / 1000.0 for s, e in events]
-    peak = torch.cuda.max_memory_allocated(device)
+            watches.append(watch)
+    sync(device)
+    ts = [w.seconds() for w in watches]
+    peak = torch.cuda.max_memory_allocated(device) if is_cuda(device) else 0
     if train:
         loss, occ = out
         if not bool(torch.isfinite(loss)):
@@ -210,11 +250,12 @@ def time_mode(cfg, n, train, precision, compile_, warmup, iters, device, host_io
         occ = out[1]
     if occ.shape[-1] != grid:
         raise RuntimeError("occ is %s, expected a %dx%d grid" % (list(occ.shape), grid, grid))
-    del out, occ, step, opt, x, occ_t, heat_t, labels, net, model, events
+    del out, occ, step, opt, x, occ_t, heat_t, labels, net, model, watches
     if train:
         del loss
     gc.collect()
-    torch.cuda.empty_cache()
+    if is_cuda(device):
+        torch.cuda.empty_cache()
     return statistics.median(ts), peak
 
 
@@ -227,7 +268,7 @@ def main():
     ap.add_argument("--compile", action="store_true", help="torch.compile(model), default mode")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--device", default="cuda:0", help="cuda, cuda:N, or cpu (to check the script alone)")
     ap.add_argument("--inputs", default="host", choices=("host", "gpu"),
                     help="host: copy inputs in and results out inside each step, as ferbench does (default)")
     a = ap.parse_args()
@@ -237,23 +278,26 @@ def main():
         ap.error("--batch: %s" % e)
     if a.iters < 1 or a.warmup < 0:
         ap.error("--iters must be >= 1, --warmup >= 0")
-    if not torch.cuda.is_available():
-        print("gpu_peer: CUDA is not available (torch %s)" % torch.__version__, file=sys.stderr)
-        return 2
     try:
         device = torch.device(a.device)
     except RuntimeError as e:
         ap.error("--device: %s" % e)
-    if device.type != "cuda":
-        ap.error("--device %s: must be a CUDA device (cuda or cuda:N)" % a.device)
-    if device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if device.index >= torch.cuda.device_count():
-        ap.error("--device %s: only %d CUDA device(s)" % (a.device, torch.cuda.device_count()))
-    torch.cuda.set_device(device)
-    set_precision(a.precision)
-    gpu = torch.cuda.get_device_name(device).replace('"', "'")
-    label = "cuda-pytorch-compile" if a.compile else "cuda-pytorch"
+    if device.type not in ("cuda", "cpu"):
+        ap.error("--device %s: must be cuda, cuda:N or cpu" % a.device)
+    if is_cuda(device):
+        if not torch.cuda.is_available():
+            print("gpu_peer: CUDA is not available (torch %s)" % torch.__version__, file=sys.stderr)
+            return 2
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= torch.cuda.device_count():
+            ap.error("--device %s: only %d CUDA device(s)" % (a.device, torch.cuda.device_count()))
+        torch.cuda.set_device(device)
+        set_precision(a.precision)
+        gpu = torch.cuda.get_device_name(device).replace('"', "'")
+    else:
+        gpu = "cpu"
+    label = device.type + ("-pytorch-compile" if a.compile else "-pytorch")
     if a.inputs == "gpu":
         label += "-resident"  # not the same work as ferbench's step: kept apart in the tables
     for train in (0, 1):

@@ -34,9 +34,9 @@
 # only those groups, for a rerun after a fix: `STEPS=ops,model sh tests/gpu/run.sh`
 # spends ~3 minutes instead of ~7 (the machine, step 1, is always read).
 # DRYRUN=1 checks this script's plumbing on a machine without a GPU: the
-# CPU backend stands in for CUDA, fopm-tiny for fopm, small batches, and the
-# CPU PyTorch peer (engine_peer.py) for the GPU one; its verdicts mean
-# nothing else.
+# CPU backend stands in for CUDA, fopm-tiny for fopm, small batches, and
+# the GPU peer script runs on the CPU (gpu_peer.py --device cpu); its
+# verdicts mean nothing else.
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/ferbench-gpu}
@@ -211,13 +211,12 @@ elif [ "$DEV" = cpu ]; then # DRYRUN: CPU lines relabelled as the GPU ones
     for p in fp32 tf32 bf16; do
         "$BIN/ferbench" bench --device cpu --config $BIG --batch $BATCHES --iters 2 --warmup 0 |
             sed "s/device=cpu /device=cuda /; s/precision=fp32/precision=$p/" >>"$BENCH"
-        for n in $(echo $BATCHES | tr ',' ' '); do
-            for m in infer train; do
-                /usr/bin/python3 bench/perf/engine_peer.py --config $BIG --batch $n --mode $m --iters 2 --warmup 0 \
-                    --threads 2 | sed "s/device=cpu-pytorch /device=cuda-pytorch precision=$p /" >>"$BENCH"
-            done
-        done
+        # the device run's own peer script, on the CPU (bench/perf/gpu_peer.py --device cpu)
+        /usr/bin/python3 bench/perf/gpu_peer.py --device cpu --config $BIG --batch $BATCHES --mode both \
+            --precision $p --iters 2 --warmup 1 | sed "s/device=cpu-pytorch /device=cuda-pytorch /" >>"$BENCH"
     done
+    /usr/bin/python3 bench/perf/gpu_peer.py --device cpu --config $BIG --batch ${BATCHES%%,*} --mode both \
+        --precision tf32 --iters 2 --warmup 1 --compile | sed "s/device=cpu-pytorch-compile /device=cuda-pytorch-compile /" >>"$BENCH"
 else
     # Batch 16 (the targets' batch) at every precision first, then torch.compile,
     # then the larger batches: a run short of time loses the least important lines.
@@ -310,6 +309,7 @@ r=$(grep '^bench device=cuda-pytorch-resident' "$BENCH")
 [ -n "$r" ] && say "PyTorch eager, inputs resident on the GPU (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
 c=$(grep '^bench device=cuda-pytorch-compile' "$BENCH")
 [ -n "$c" ] && say "torch.compile (tf32): $(echo "$c" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
+grep '^# torch.compile unavailable' "$BENCH" | head -n 1 | while read -r l; do say "${l#\# }"; done
 
 # target TEXT CONDITION: CONDITION is an awk expression of numbers.
 target() {
