@@ -4,7 +4,8 @@
 # libfbcuda_emu.so) and run as the "cuda" device of the GPU parity tests,
 # against the CPU backend, on a machine without a GPU:
 #   test_backend  every op, forward and backward, in fp32 (NMSE <= 1e-10),
-#                 tf32 and bf16 (the GPU run's bounds), and fp32 deterministic
+#                 tf32 and bf16 (the GPU run's bounds), and fp32 deterministic;
+#                 fp32 again, and test_kernels_emu, with blocks run last to first
 #   net_parity    fopm-tiny: fp32 deterministic (bit-identical rerun), tf32, bf16
 #   ferbench      bench --device cuda (inference and a training step) runs;
 #                 train and run give the same bytes with and without graphs
@@ -40,6 +41,19 @@ for p in fp32 tf32 bf16; do
 done
 tap_run "test_backend: every op on the emulated CUDA backend, fp32 deterministic (heuristic algorithm choice)" \
     env FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 FB_TEST_DETERMINISTIC=1 "$TB/test_backend"
+# Blocks last to first (the emulation runs them one at a time; a GPU, in any order and at once): two
+# blocks that write one element, or one that reads another's output, give other results in one order.
+tap_run "test_backend: every op on the emulated CUDA backend, fp32, blocks run last to first" \
+    env FB_EMU_BLOCKS_REVERSED=1 FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 "$TB/test_backend"
+# (its '# emu:' lines are the violations it plants and expects)
+FB_EMU_BLOCKS_REVERSED=1 "$TB/test_kernels_emu" >"$T/out" 2>"$T/err"
+rc=$?
+if [ "$rc" = 0 ] && sane && ! grep -q -e '^not ok' -e '^Bail out' "$T/out"; then
+    ok "test_kernels_emu: every kernel against its host reference, blocks run last to first ($(grep -c '^ok' "$T/out") checks)"
+else
+    nok "test_kernels_emu with blocks run last to first" "exit $rc" "$(grep -e '^not ok' -e '^Bail out' "$T/out" | head -n 20)" \
+        "$(tail -n 5 "$T/err")"
+fi
 # upload memory where the driver refuses page-locking: plain malloc, whose copies land after the call returns
 tap_run "test_backend: uploads ahead with page-locked memory refused" \
     env FB_TEST_DEVICE=cuda FB_EMU_NO_PINNED=1 FB_TEST_ONLY=test_upload_ahead "$TB/test_backend"

@@ -4,7 +4,11 @@
  * then the next. Once every thread of the block waits at the barrier, all
  * go on. Each round runs the threads in the other order (0..255, then
  * 255..0), so a read of a neighbour's shared-memory slot that lacks a
- * barrier sees a stale value in one of the two orders. A barrier that some
+ * barrier sees a stale value in one of the two orders. Blocks run first to
+ * last, or last to first with FB_EMU_BLOCKS_REVERSED=1: on a GPU they run
+ * in any order and at once, so two blocks that write one element (or one
+ * that reads what another writes) give other results in one of the orders,
+ * which the suite runs both of. A barrier that some
  * threads reach while others have returned (a __syncthreads in divergent
  * code: undefined on the device) ends the run with a TAP "Bail out!".
  * (This replaced a pool of 256 real threads: switching fibers costs
@@ -146,11 +150,17 @@ void scheduler::entry(void)
 
 static void run_blocks(const char *name, unsigned grid, unsigned threads, const std::function<void()> &body)
 {
+    static int reversed = -1;
+    if (reversed < 0) {
+        const char *v = getenv("FB_EMU_BLOCKS_REVERSED");
+        reversed = v && v[0] == '1';
+    }
     emu_launches++;
     blockDim = {threads, 1, 1};
     gridDim = {grid, 1, 1};
     sched.body = &body;
-    for (unsigned g = 0; g < grid; g++) {
+    for (unsigned i = 0; i < grid; i++) {
+        unsigned g = reversed ? grid - 1 - i : i;
         blockIdx = {g, 0, 0};
         if (!sched.run_block(threads)) {
             printf("Bail out! %s (grid %u, block %u): a __syncthreads that some threads of the block never reach\n",
