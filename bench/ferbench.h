@@ -68,6 +68,12 @@ const char *device_summary(net *t, char *buf, size_t len);
  * train): called once this step's work is queued, so that the batch's copy
  * to the device overlaps it. The caller holds two batches meanwhile. */
 int next_batch_prefetched(data_loader *l, net *t, int train, data_batch **b);
+/* One eval step of a loader loop: net_forward of b, then the next batch
+ * (next_batch_prefetched into *next, its result into *r) while the forward
+ * runs, then b's logits. NULL when the forward or the download failed (then
+ * *r is untouched unless the forward was queued); *next is NULL unless a
+ * batch came, and the caller releases both batches. */
+const float *eval_step_prefetching(net *t, data_loader *l, const data_batch *b, data_batch **next, int *r);
 
 
 /* Training state kept in a checkpoint's metadata beside the weights and the

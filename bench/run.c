@@ -102,14 +102,10 @@ int cmd_run(const cli_args *a)
     int r = next_batch_prefetched(l, t, 0, &b);
     while (r == 1) {
         double f0 = now_seconds();
-        const float *lg = NULL;
-        data_batch *next = NULL; /* (data_loader_next leaves it NULL unless it gives a batch) */
-        if (net_forward(t, b->x, b->n, 0) == 0) {
-            /* the next batch's copy overlaps this forward (on a device, which computes meanwhile: a wait for
-             * the loader here counts in the forward's time only where the loader is the slower) */
-            r = next_batch_prefetched(l, t, 0, &next);
-            lg = net_logits(t); /* waits for a device */
-        }
+        data_batch *next;
+        /* (on a device, which computes meanwhile, a wait for the loader's next batch counts in the forward's
+         * time only where the loader is the slower) */
+        const float *lg = eval_step_prefetching(t, l, b, &next, &r);
         if (!lg) {
             snprintf(err, sizeof err, "forward: %s", net_error(t));
             data_loader_release(l, b);

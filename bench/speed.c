@@ -97,14 +97,11 @@ static int time_mode(model_params *p, const char *cname, backend *be, int n, int
         net_losses L;
         /* the next step's inputs (here the same buffers) move to the device while this one computes, as
          * `ferbench train` and `run` overlap a loader batch's copy with the step before it */
-        int bad = net_forward(t, x, n, train) != 0;
-        if (!bad && !train) {
-            net_prefetch(t, x, NULL, NULL, NULL, n);
-            bad = !net_logits(t);
-        } else if (!bad) {
-            bad = net_loss(t, ot, ht, lab, &L) != 0;
-            if (!bad) net_prefetch(t, x, ot, ht, lab, n);
-            bad = bad || net_backward(t, NULL) != 0 || net_step(t, it + warmup + 1, ac.lr, &ac) != 0;
+        int bad = net_forward(t, x, n, train) != 0 || (train && net_loss(t, ot, ht, lab, &L) != 0);
+        if (!bad) {
+            net_prefetch(t, x, train ? ot : NULL, train ? ht : NULL, train ? lab : NULL, n);
+            bad = train ? net_backward(t, NULL) != 0 || net_step(t, it + warmup + 1, ac.lr, &ac) != 0
+                        : !net_logits(t);
         }
         if (bad) {
             snprintf(err, errlen, "batch %d: %s", n, net_error(t));

@@ -113,12 +113,8 @@ static int validate(net *t, const data_split *s, const train_opts *o, double *ac
     data_batch *b;
     int r = next_batch_prefetched(l, t, 0, &b);
     while (r == 1) {
-        const float *lg = NULL;
-        data_batch *next = NULL; /* (data_loader_next leaves it NULL unless it gives a batch) */
-        if (net_forward(t, b->x, b->n, 0) == 0) {
-            r = next_batch_prefetched(l, t, 0, &next); /* its copy overlaps this forward */
-            lg = net_logits(t);
-        }
+        data_batch *next;
+        const float *lg = eval_step_prefetching(t, l, b, &next, &r);
         if (!lg) {
             snprintf(err, errlen, "validation forward: %s", net_error(t));
             data_loader_release(l, b);

@@ -20,14 +20,18 @@ TB=${TEST_BUILD:-build/tests}
 export FERBENCH_CUDA_LIB="$PWD/$TB/libfbcuda_emu.so" CMOCKA_MESSAGE_OUTPUT=TAP
 [ -f "$FERBENCH_CUDA_LIB" ] || { echo "Bail out! $FERBENCH_CUDA_LIB not built (make $TB/libfbcuda_emu.so)"; exit 1; }
 
-# tap_run DESCRIPTION COMMAND...: a TAP program, ok when it exits 0 with no
-# "not ok" line, no emulation violation and no sanitizer report; its
-# failing lines (and the emulation's diagnostics) are shown otherwise.
+# tap_run [--planted] DESCRIPTION COMMAND...: a TAP program, ok when it exits
+# 0 with no "not ok" line, no emulation violation (--planted: the program
+# plants violations and checks they are reported, so its "# emu:" lines are
+# expected) and no sanitizer report; its failing lines (and the emulation's
+# diagnostics) are shown otherwise.
 tap_run() {
+    emu='^# emu:'
+    [ "$1" = --planted ] && emu='^Bail out' && shift
     d=$1; shift
     "$@" >"$T/out" 2>"$T/err"
     rc=$?
-    if [ "$rc" = 0 ] && sane && ! grep -q -e '^not ok' -e '^# emu:' -e '^Bail out' "$T/out"; then
+    if [ "$rc" = 0 ] && sane && ! grep -q -e '^not ok' -e "$emu" -e '^Bail out' "$T/out"; then
         ok "$d ($(grep -c '^ok' "$T/out") checks)"
     else
         nok "$d" "exit $rc" "$(grep -e '^not ok' -e '^# emu:' -e 'FAIL' -e '^Bail out' "$T/out" | head -n 20)" \
@@ -45,15 +49,8 @@ tap_run "test_backend: every op on the emulated CUDA backend, fp32 deterministic
 # blocks that write one element, or one that reads another's output, give other results in one order.
 tap_run "test_backend: every op on the emulated CUDA backend, fp32, blocks run last to first" \
     env FB_EMU_BLOCKS_REVERSED=1 FB_TEST_DEVICE=cuda FB_TEST_PRECISION=fp32 "$TB/test_backend"
-# (its '# emu:' lines are the violations it plants and expects)
-FB_EMU_BLOCKS_REVERSED=1 "$TB/test_kernels_emu" >"$T/out" 2>"$T/err"
-rc=$?
-if [ "$rc" = 0 ] && sane && ! grep -q -e '^not ok' -e '^Bail out' "$T/out"; then
-    ok "test_kernels_emu: every kernel against its host reference, blocks run last to first ($(grep -c '^ok' "$T/out") checks)"
-else
-    nok "test_kernels_emu with blocks run last to first" "exit $rc" "$(grep -e '^not ok' -e '^Bail out' "$T/out" | head -n 20)" \
-        "$(tail -n 5 "$T/err")"
-fi
+tap_run --planted "test_kernels_emu: every kernel against its host reference, blocks run last to first" \
+    env FB_EMU_BLOCKS_REVERSED=1 "$TB/test_kernels_emu"
 # upload memory where the driver refuses page-locking: plain malloc, whose copies land after the call returns
 tap_run "test_backend: uploads ahead with page-locked memory refused" \
     env FB_TEST_DEVICE=cuda FB_EMU_NO_PINNED=1 FB_TEST_ONLY=test_upload_ahead "$TB/test_backend"

@@ -148,19 +148,19 @@ void scheduler::entry(void)
 
 } // namespace
 
+static const bool blocks_reversed = [] {
+    const char *v = getenv("FB_EMU_BLOCKS_REVERSED");
+    return v && v[0] == '1';
+}();
+
 static void run_blocks(const char *name, unsigned grid, unsigned threads, const std::function<void()> &body)
 {
-    static int reversed = -1;
-    if (reversed < 0) {
-        const char *v = getenv("FB_EMU_BLOCKS_REVERSED");
-        reversed = v && v[0] == '1';
-    }
     emu_launches++;
     blockDim = {threads, 1, 1};
     gridDim = {grid, 1, 1};
     sched.body = &body;
     for (unsigned i = 0; i < grid; i++) {
-        unsigned g = reversed ? grid - 1 - i : i;
+        unsigned g = blocks_reversed ? grid - 1 - i : i;
         blockIdx = {g, 0, 0};
         if (!sched.run_block(threads)) {
             printf("Bail out! %s (grid %u, block %u): a __syncthreads that some threads of the block never reach\n",

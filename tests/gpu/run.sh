@@ -301,14 +301,15 @@ done
 g=$(grep '^bench device=cuda .*batch='"${BATCHES%%,*}"' ' "$BENCH" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(precision|mode|graphs|graph_launches|prefetched)=/) printf "%s ", $i; print "" }' | tr '\n' ';')
 [ -n "$g" ] && say "our CUDA graphs and prefetched uploads at batch ${BATCHES%%,*}: $g"
 grep '^# graphs failed' "$BENCH" | sort -u | while read -r l; do say "${l#\# }"; done
-r=$(grep '^bench device=cuda-nographs' "$BENCH")
-[ -n "$r" ] && say "ours without graphs (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
-r=$(grep '^bench device=cuda-noprefetch' "$BENCH")
-[ -n "$r" ] && say "ours with each batch copied at its turn, --prefetch off (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
-r=$(grep '^bench device=cuda-pytorch-resident' "$BENCH")
-[ -n "$r" ] && say "PyTorch eager, inputs resident on the GPU (tf32): $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
-c=$(grep '^bench device=cuda-pytorch-compile' "$BENCH")
-[ -n "$c" ] && say "torch.compile (tf32): $(echo "$c" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
+# reference DEVICE TEXT: one summary line of mode, batch and ms/image of DEVICE's bench lines (none: nothing)
+reference() {
+    r=$(grep "^bench device=$1 " "$BENCH")
+    [ -n "$r" ] && say "$2: $(echo "$r" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^(mode|batch|ms_per_image)=/) printf "%s ", $i; print "" }' | tr '\n' ';')"
+}
+reference cuda-nographs "ours without graphs (tf32)"
+reference cuda-noprefetch "ours with each batch copied at its turn, --prefetch off (tf32)"
+reference cuda-pytorch-resident "PyTorch eager, inputs resident on the GPU (tf32)"
+reference cuda-pytorch-compile "torch.compile (tf32)"
 grep '^# torch.compile unavailable' "$BENCH" | head -n 1 | while read -r l; do say "${l#\# }"; done
 
 # target TEXT CONDITION: CONDITION is an awk expression of numbers.
